@@ -1,0 +1,1 @@
+"""Weakly supervised video anomaly detection (Cao et al., ICME 2023)."""

@@ -1,0 +1,152 @@
+"""Batch k-means (Sec. 2.2), the cross-batch memory (Sec. 2.3, Table 4) and the
+clustering-guided pseudo-labels (Sec. 2.4, eq. 4).
+
+K-means here has K = 2. Assignments are found on detached copies (they carry no gradient),
+but the returned centres are means of the *live* features, so the batch clustering loss
+``d = ||c1 - c2||`` back-propagates into the network. (Running the whole k-means on detached
+features, as some public code does, yields a loss with no gradient at all.)
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+CROSS_BATCH_WAYS = ("none", "1", "2", "3", "4")
+
+
+def random_init(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Two distinct random points of x (N, D) as initial centres -> (2, D). The paper's first epoch."""
+    idx = torch.randperm(x.shape[0], generator=generator, device="cpu")[:2].to(x.device)
+    return x[idx].detach().clone()
+
+
+def farthest_init(x: torch.Tensor) -> torch.Tensor:
+    """Deterministic init for clustering a memory: the first point and the point farthest from it."""
+    first = x[0]
+    far = x[torch.argmax(((x - first) ** 2).sum(-1))]
+    return torch.stack([first, far]).detach().clone()
+
+
+def kmeans2(x: torch.Tensor, init: torch.Tensor, iters: int = 10,
+            extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """K-means with K=2 (Lloyd's algorithm).
+
+    x: (N, D) live features; init: (2, D) initial centres; extra: (M, D) constant points that take
+    part in the clustering (cross-batch way 4) but are not returned in the assignment.
+    Returns ``assign`` (N,) long in {0, 1} (no gradient) and ``centres`` (2, D), each the mean of
+    the live points (and extra points) assigned to it, so gradients reach x. A cluster that ends
+    empty keeps its last centre as a constant.
+    """
+    pts = x if extra is None else torch.cat([x, extra.to(x.dtype)], 0)   # (N + M, D)
+    with torch.no_grad():
+        c = init.detach().to(pts.dtype).clone()                          # (2, D)
+        data = pts.detach()
+        for _ in range(iters):
+            assign_all = torch.cdist(data, c).argmin(dim=1)              # (N + M,)
+            new = c.clone()
+            for k in range(2):
+                sel = assign_all == k
+                if sel.any():
+                    new[k] = data[sel].mean(0)
+            if torch.allclose(new, c):
+                break
+            c = new
+        assign_all = torch.cdist(data, c).argmin(dim=1)
+    centres = []
+    for k in range(2):
+        sel = assign_all == k
+        centres.append(pts[sel].mean(0) if sel.any() else c[k])
+    return assign_all[: x.shape[0]], torch.stack(centres)               # (N,), (2, D)
+
+
+def pseudo_labels(scores: torch.Tensor, cluster_labels: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: keep the cluster labels y^c of a video, or flip them, whichever agrees better with its scores.
+
+    scores: (T,) in [0, 1]; cluster_labels: (T,) in {0, 1}. ``S1 = cos(s, y^c)``, ``S2 = cos(s, 1 - y^c)``;
+    returns y^c if S1 > S2 else 1 - y^c, as float (T,). The cosine with an all-zero vector counts as 0.
+    """
+    s = scores.detach().float()
+    y = cluster_labels.float()
+    s1 = F.cosine_similarity(s, y, dim=0, eps=1e-8)
+    s2 = F.cosine_similarity(s, 1 - y, dim=0, eps=1e-8)
+    return y if s1 > s2 else 1 - y
+
+
+def expand_scores(scores: torch.Tensor, pseudo: torch.Tensor, video_labels: torch.Tensor,
+                  alpha: float) -> torch.Tensor:
+    """Eq. 5: ``s = min(alpha * s~, 1)`` where the video is abnormal and the pseudo-label is 1; else ``s~``.
+
+    scores: (B, T); pseudo: (B, T) in {0, 1}; video_labels: (B,) in {0, 1}. Training only.
+    """
+    boost = (pseudo > 0.5) & (video_labels[:, None] > 0.5)              # (B, T)
+    return torch.where(boost, torch.clamp(alpha * scores, max=1.0), scores)
+
+
+class CrossBatchMemory:
+    """Initial centres for one kind of video (normal or abnormal), by a cross-batch way (Table 4).
+
+    - ``none``: two random segments of the batch, every batch (the paper's baseline).
+    - ``1`` (default, Sec. 2.3): during epoch t, store each batch's two centres; at epoch t+1 cluster
+      that store into two centres and start every batch's k-means from them.
+    - ``2``: start from the centres of the previous batch.
+    - ``3``: store the centres of all previous batches (all epochs) and start from two centres
+      obtained by clustering that store again, every batch.
+    - ``4``: the centres of all batches of the previous epoch join each batch's clustering as extra
+      (constant) points; the start is random as in ``none``.
+    The first epoch of ways 1 and 4 (and the first batch of 2 and 3) starts at random.
+    """
+
+    def __init__(self, way: str = "1", iters: int = 10):
+        if way not in CROSS_BATCH_WAYS:
+            raise ValueError(f"cross-batch way must be one of {CROSS_BATCH_WAYS}, got {way!r}")
+        self.way = way
+        self.iters = iters
+        self.current: list[torch.Tensor] = []     # centres stored in this epoch, each (2, D)
+        self.previous: list[torch.Tensor] = []    # centres stored in the previous epoch
+        self.all: list[torch.Tensor] = []         # every centre ever stored (way 3)
+        self.epoch_init: torch.Tensor | None = None
+
+    def init_for(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Initial centres (2, D) for clustering the batch points x (N, D)."""
+        if self.way == "1" and self.epoch_init is not None:
+            return self.epoch_init.to(x)
+        if self.way == "2" and self.all:
+            return self.all[-1].to(x)
+        if self.way == "3" and self.all:
+            store = torch.cat(self.all, 0)
+            return kmeans2(store, farthest_init(store), self.iters)[1].to(x)
+        return random_init(x, generator)
+
+    def extra_points(self) -> torch.Tensor | None:
+        """Way 4: the previous epoch's centres (2m, D), clustered along with the batch; else None."""
+        if self.way == "4" and self.previous:
+            return torch.cat(self.previous, 0)
+        return None
+
+    def store(self, centres: torch.Tensor) -> None:
+        """Record one batch's two centres (2, D) (detached)."""
+        if self.way == "none":
+            return
+        c = centres.detach().float().cpu()
+        self.current.append(c)
+        if self.way in ("2", "3"):
+            self.all.append(c)
+
+    def end_epoch(self) -> None:
+        """Close epoch t: way 1 clusters its store into the next epoch's initial centres."""
+        if self.current and self.way == "1":
+            store = torch.cat(self.current, 0)                                      # (2m, D)
+            self.epoch_init = kmeans2(store, farthest_init(store), self.iters)[1].detach()
+        self.previous, self.current = self.current, []
+
+    def state_dict(self) -> dict:
+        """Tensors and lists only, so a checkpoint loads with ``weights_only=True``."""
+        return {"way": self.way, "current": list(self.current), "previous": list(self.previous),
+                "all": list(self.all), "epoch_init": self.epoch_init}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.way = state["way"]
+        self.current = list(state["current"])
+        self.previous = list(state["previous"])
+        self.all = list(state["all"])
+        self.epoch_init = state["epoch_init"]

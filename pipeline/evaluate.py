@@ -1,0 +1,166 @@
+"""Stage 3: frame-level evaluation of a trained model on a test split.
+
+    python -m pipeline.evaluate --dataset ucf                       # runs/ucf on data/ucf
+    python -m pipeline.evaluate --dataset sht --checkpoint runs/sht/best.pt --out reports/sht
+
+Protocol (RTFM's, see metrics.py): every test video is scored at full length (no resampling);
+with several crops, each crop is scored and the probabilities are averaged; clip c's score covers
+frames 16c .. 16c+15; frames of all videos are concatenated; ROC-AUC (UCF-Crime, ShanghaiTech)
+and AP (XD-Violence) by scikit-learn. The partial last clip of RTFM's ``ceil`` features counts
+as a full 16 frames, as in RTFM's ground-truth files.
+
+A run directory as --checkpoint means its validation-selected ``best.pt`` when there is one,
+else its final ``model.pt``; never a checkpoint picked by test AUC.
+
+With --out DIR: ``report.json`` (auc, ap, auc_abnormal, far, per_class, n_videos, n_frames, ...)
+and ``scores.npz`` (one array of clip scores per video, keyed by video name).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import data as D
+from .io import atomic_save_npz, atomic_write_json
+from .metrics import CLIP_LEN, ScoredVideo, clip_to_frame_scores, frame_report
+from .model import AnomalyGCN
+
+HEADLINE = {"ucf": "auc", "sht": "auc", "xd": "ap"}
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory -> its best.pt (validation-selected) or model.pt."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "model.pt"):
+            if (path / name).exists():
+                return path / name
+        raise FileNotFoundError(f"{path}: no best.pt or model.pt in this run directory; train first "
+                                f"(python -m pipeline.train --out {path})")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    return path
+
+
+def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[AnomalyGCN, dict]:
+    """Load a trained model (``weights_only=True``) -> (model in eval mode, checkpoint dict without weights)."""
+    path = resolve_checkpoint(checkpoint)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"{path}: not a readable checkpoint ({e.__class__.__name__}: {e})") from e
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"{path}: not a pipeline checkpoint (no 'model'/'config' entries)")
+    cfg = state["config"]
+    model = AnomalyGCN(in_dim=state["in_dim"], dropout=cfg.get("dropout", 0.0),
+                       adjacency=cfg.get("adjacency", "learned"))
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    meta = {k: v for k, v in state.items() if k != "model"}
+    meta["path"] = str(path)
+    return model, meta
+
+
+@torch.no_grad()
+def score_clips(model: AnomalyGCN, feats: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Score one video at full length: feats (clips, crops, D) -> clip scores (clips,), crops averaged."""
+    x = torch.from_numpy(np.ascontiguousarray(feats.transpose(1, 0, 2))).float().to(device)   # (crops, clips, D)
+    return model(x)["scores"].mean(0).cpu().numpy().astype(np.float64)                          # (clips,)
+
+
+def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str | None = None,
+             out: str | None = None, device: str = "auto", test_list: str | None = None,
+             annotations: str | None = None, features: str | None = None, far_threshold: float = 0.5,
+             quiet: bool = False) -> dict:
+    """Score the test split and return the report (also written under ``out`` when given)."""
+    if dataset not in D.DATASETS:
+        raise ValueError(f"--dataset must be one of {D.DATASETS}, got {dataset!r}")
+    root = Path(data_root or f"data/{dataset}")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    model, meta = load_model(checkpoint or f"runs/{dataset}", dev)
+    ann_path = Path(annotations) if annotations else D.find_file(root, dataset, "annotations")
+    annotation = D.read_annotations(ann_path, dataset)
+    videos = D.load_split(root, dataset, "test", list_path=test_list, features_root=features, annotation=annotation)
+    annotation.check_names([v.name for v in videos])
+
+    scored, clip_scores = [], {}
+    for v in tqdm(videos, desc="scoring test videos", unit="video", disable=quiet):
+        feats = D.load_features(v.paths, dim=model.in_dim)           # (clips, crops, D)
+        s = score_clips(model, feats, dev)                            # (clips,)
+        clip_scores[v.name] = s.astype(np.float32)
+        n_frames = CLIP_LEN * len(s)
+        cls = v.cls or annotation.classes.get(v.name, "")
+        scored.append(ScoredVideo(v.name, int(v.label), cls or ("Normal" if v.label == 0 else ""),
+                                  clip_to_frame_scores(s), annotation.frame_labels(v.name, n_frames)))
+    report = frame_report(scored, far_threshold)
+    report.update(dataset=dataset, checkpoint=meta["path"], checkpoint_epoch=meta.get("epoch"),
+                  selected_by=meta.get("selected_by", "final"), headline=HEADLINE[dataset],
+                  annotations=str(ann_path), clip_len=CLIP_LEN)
+    if out:
+        out_dir = Path(out)
+        atomic_save_npz(out_dir / "scores.npz", clip_scores)
+        atomic_write_json(out_dir / "report.json", report)
+    if not quiet:
+        print(format_report(report))
+        if out:
+            print(f"wrote {Path(out) / 'report.json'} and {Path(out) / 'scores.npz'}")
+    return report
+
+
+def _pct(x) -> str:
+    return "   n/a" if x is None else f"{100 * x:6.2f}"
+
+
+def format_report(r: dict) -> str:
+    """A short table a person reads."""
+    lines = [f"{r['dataset']}: {r['n_videos']} test videos ({r['n_abnormal_videos']} anomalous), "
+             f"{r['n_frames']} frames; checkpoint {r['checkpoint']} (epoch {r['checkpoint_epoch']}, {r['selected_by']})",
+             f"  frame AUC (%)            {_pct(r['auc'])}",
+             f"  frame AP (%)             {_pct(r['ap'])}",
+             f"  AUC anomalous only (%)   {_pct(r['auc_abnormal'])}",
+             f"  false alarms @{r['far_threshold']:.2f} (%) {_pct(r['far'])}"]
+    if r["per_class"]:
+        lines.append("  per class AUC (%): " + ", ".join(f"{c} {_pct(a).strip()}" for c, a in r["per_class"].items()))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.evaluate",
+        description="Frame-level evaluation (RTFM protocol): ROC-AUC for UCF-Crime and ShanghaiTech, "
+                    "AP for XD-Violence, plus AUC on anomalous videos, per-class AUC and false-alarm rate.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default="ucf", choices=D.DATASETS)
+    p.add_argument("--data-root", default=None, help="data root (default data/<dataset>)")
+    p.add_argument("--checkpoint", default=None,
+                   help="run directory (uses best.pt if validation-selected, else model.pt) or checkpoint file "
+                        "(default runs/<dataset>)")
+    p.add_argument("--out", default=None, help="write report.json and scores.npz here")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--test-list", default=None, help="test list (default: found in the data root)")
+    p.add_argument("--annotations", default=None, help="ground truth (default: found in the data root)")
+    p.add_argument("--features", default=None, help="feature folder (default: <data-root>/features or the data root)")
+    p.add_argument("--far-threshold", type=float, default=0.5, help="score threshold of the false-alarm rate")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        evaluate(a.dataset, a.data_root, a.checkpoint, a.out, a.device, a.test_list, a.annotations,
+                 a.features, a.far_threshold, a.quiet)
+    except (D.DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""The I3D ResNet-50 feature network (2048-d, global average pool) and its weights.
+
+Two profiles on the same ``pytorchvideo`` module (``create_resnet`` as in
+``pytorchvideo.models.hub.i3d_r50``, the head replaced by a global average pool):
+
+- ``8x8``:  pytorchvideo's Kinetics-400 I3D (``I3D_8x8_R50.pyth``, state under
+  ``model_state``). Stem: conv 5x7x7 stride (1,2,2); max-pool (1,3,3) stride (1,2,2)
+  padding (0,1,1). About 57 GMAC per 16x224x224 crop.
+- ``32x2``: the ResNet-50 I3D baseline of video-nonlocal-net
+  (``i3d_baseline_32x2_IN_pretrain_400k.pkl``, often converted to
+  ``i3d_r50_kinetics.pth``), the network behind RTFM's public UCF-Crime /
+  ShanghaiTech features. Same weight shapes; stem differs in exactly two places:
+  conv1 temporal stride 2, and max-pool kernel (2,3,3) stride (2,2,2) padding 0
+  (Caffe2 ``pads=0``). About 16.5 GMAC per crop.
+
+Both were trained on RGB/255 normalised with mean 0.45, std 0.225 ("kinetics").
+
+Weights: a local file (``.pyth`` pytorchvideo, ``.pkl`` Caffe2 blobs, ``.pth``
+converted video-nonlocal-net or pytorchvideo keys), else the published file through
+the torch hub cache (checked against a known sha256 where we have one), else -- only
+when asked -- a deterministic random initialisation.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+log = logging.getLogger(__name__)
+
+FEATURE_DIM = 2048
+
+# profile -> architecture differences and published weights.
+PROFILES: Dict[str, Dict[str, Any]] = {
+    "8x8": dict(
+        stem_conv_stride=(1, 2, 2),
+        stem_pool_kernel=(1, 3, 3), stem_pool_stride=(1, 2, 2), stem_pool_padding=(0, 1, 1),
+        url="https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/I3D_8x8_R50.pyth",
+        filename="I3D_8x8_R50.pyth",
+        norm="kinetics",
+        gmac_per_crop=57.0,
+    ),
+    "32x2": dict(
+        stem_conv_stride=(2, 2, 2),
+        stem_pool_kernel=(2, 3, 3), stem_pool_stride=(2, 2, 2), stem_pool_padding=(0, 0, 0),
+        url="https://dl.fbaipublicfiles.com/video-nonlocal/i3d_baseline_32x2_IN_pretrain_400k.pkl",
+        filename="i3d_baseline_32x2_IN_pretrain_400k.pkl",
+        norm="kinetics",
+        gmac_per_crop=16.5,
+    ),
+}
+DEFAULT_PROFILE = "32x2"
+
+# sha256 of published files. None = not known offline when this was written: the file is
+# then accepted and its sha256 recorded in every manifest row (fill these in once seen).
+KNOWN_SHA256: Dict[str, Optional[str]] = {
+    "I3D_8x8_R50.pyth": None,
+    "i3d_baseline_32x2_IN_pretrain_400k.pkl": None,
+    "i3d_r50_kinetics.pth": None,
+}
+
+# pytorchvideo stage index in Net.blocks for ResNet stages res2..res5 (blocks.2 is the
+# parameter-free temporal pool after res2, blocks.6 the head).
+_STAGE_BLOCK = {2: 1, 3: 3, 4: 4, 5: 5}
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be found, downloaded, verified or loaded."""
+
+
+# ----------------------------------------------------------------------------- network
+
+class I3DFeatures(nn.Module):
+    """I3D ResNet-50 trunk + global average pool.
+
+    forward: (B, 3, T, H, W) float  ->  (B, 2048) float.
+    """
+
+    def __init__(self, trunk: nn.Module, profile: str):
+        super().__init__()
+        self.trunk = trunk  # pytorchvideo Net without head: blocks.0 .. blocks.5
+        self.profile = profile
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.trunk(x)                     # (B, 2048, t, h, w)
+        return x.float().mean(dim=(2, 3, 4))  # (B, 2048)
+
+
+def build_i3d(profile: str = DEFAULT_PROFILE) -> I3DFeatures:
+    """Build the feature network of ``profile`` ("8x8" or "32x2"), pytorchvideo's init."""
+    from pytorchvideo.models.resnet import create_resnet
+
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
+    p = PROFILES[profile]
+    # Same arguments as pytorchvideo.models.hub.i3d_r50, head removed.
+    net = create_resnet(
+        stem_conv_kernel_size=(5, 7, 7),
+        stem_conv_stride=p["stem_conv_stride"],
+        stem_pool_kernel_size=p["stem_pool_kernel"],
+        stem_pool_stride=p["stem_pool_stride"],
+        stage1_pool=nn.MaxPool3d,
+        stage_conv_a_kernel_size=(
+            (3, 1, 1),
+            [(3, 1, 1), (1, 1, 1)],
+            [(3, 1, 1), (1, 1, 1)],
+            [(1, 1, 1), (3, 1, 1)],
+        ),
+        head=None,
+    )
+    # create_resnet pads the stem pool by kernel // 2; set the profile's padding explicitly.
+    net.blocks[0].pool = nn.MaxPool3d(kernel_size=p["stem_pool_kernel"],
+                                      stride=p["stem_pool_stride"],
+                                      padding=p["stem_pool_padding"])
+    return I3DFeatures(net, profile)
+
+
+# ----------------------------------------------------------------------------- key renaming
+
+_HEAD_KEYS = re.compile(r"^(blocks\.6\.|fc\.|pred_|head\.)")
+
+
+def _from_caffe2(blobs: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """video-nonlocal-net Caffe2 blob names -> pytorchvideo keys (head dropped).
+
+    conv1_w -> blocks.0.conv.weight; res_conv1_bn_{s,b,rm,riv} -> blocks.0.norm.*;
+    res{L}_{i}_branch1_w / _bn_* -> blocks.S.res_blocks.i.branch1_conv / branch1_norm;
+    res{L}_{i}_branch2{a,b,c}_w / _bn_* -> ...branch2.conv_{a,b,c} / norm_{a,b,c}.
+    """
+    suffix = {"s": "weight", "b": "bias", "rm": "running_mean", "riv": "running_var"}
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in blobs.items():
+        new = None
+        if key == "conv1_w":
+            new = "blocks.0.conv.weight"
+        elif m := re.fullmatch(r"res_conv1_bn_(s|b|rm|riv)", key):
+            new = f"blocks.0.norm.{suffix[m[1]]}"
+        elif m := re.fullmatch(r"res(\d)_(\d+)_branch1_w", key):
+            new = f"blocks.{_STAGE_BLOCK[int(m[1])]}.res_blocks.{m[2]}.branch1_conv.weight"
+        elif m := re.fullmatch(r"res(\d)_(\d+)_branch1_bn_(s|b|rm|riv)", key):
+            new = f"blocks.{_STAGE_BLOCK[int(m[1])]}.res_blocks.{m[2]}.branch1_norm.{suffix[m[3]]}"
+        elif m := re.fullmatch(r"res(\d)_(\d+)_branch2([abc])_w", key):
+            new = f"blocks.{_STAGE_BLOCK[int(m[1])]}.res_blocks.{m[2]}.branch2.conv_{m[3]}.weight"
+        elif m := re.fullmatch(r"res(\d)_(\d+)_branch2([abc])_bn_(s|b|rm|riv)", key):
+            new = (f"blocks.{_STAGE_BLOCK[int(m[1])]}.res_blocks.{m[2]}"
+                   f".branch2.norm_{m[3]}.{suffix[m[4]]}")
+        if new is not None:
+            out[new] = torch.as_tensor(value).float().clone()
+    return out
+
+
+def _from_resnet3d(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Converted video-nonlocal-net keys (``i3d_r50_kinetics.pth``: conv1, bn1,
+    layer{1-4}.{i}.conv{1,2,3}/bn{1,2,3}/downsample.{0,1}) -> pytorchvideo keys."""
+    out: Dict[str, torch.Tensor] = {}
+    abc = {"1": "a", "2": "b", "3": "c"}
+    for key, value in state.items():
+        new = None
+        if key == "conv1.weight":
+            new = "blocks.0.conv.weight"
+        elif m := re.fullmatch(r"bn1\.(weight|bias|running_mean|running_var)", key):
+            new = f"blocks.0.norm.{m[1]}"
+        elif m := re.fullmatch(r"layer(\d)\.(\d+)\.conv([123])\.weight", key):
+            new = f"blocks.{_STAGE_BLOCK[int(m[1]) + 1]}.res_blocks.{m[2]}.branch2.conv_{abc[m[3]]}.weight"
+        elif m := re.fullmatch(r"layer(\d)\.(\d+)\.bn([123])\.(weight|bias|running_mean|running_var)", key):
+            new = (f"blocks.{_STAGE_BLOCK[int(m[1]) + 1]}.res_blocks.{m[2]}"
+                   f".branch2.norm_{abc[m[3]]}.{m[4]}")
+        elif m := re.fullmatch(r"layer(\d)\.(\d+)\.downsample\.0\.weight", key):
+            new = f"blocks.{_STAGE_BLOCK[int(m[1]) + 1]}.res_blocks.{m[2]}.branch1_conv.weight"
+        elif m := re.fullmatch(r"layer(\d)\.(\d+)\.downsample\.1\.(weight|bias|running_mean|running_var)", key):
+            new = f"blocks.{_STAGE_BLOCK[int(m[1]) + 1]}.res_blocks.{m[2]}.branch1_norm.{m[3]}"
+        if new is not None:
+            out[new] = torch.as_tensor(value).float().clone()
+    return out
+
+
+def _from_pytorchvideo(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """pytorchvideo keys (``blocks.*``), optionally prefixed (``module.``, ``trunk.``)."""
+    out = {}
+    for key, value in state.items():
+        k = re.sub(r"^(module\.|model\.|trunk\.)+", "", key)
+        if k.startswith("blocks.") and not _HEAD_KEYS.match(k) and "num_batches_tracked" not in k:
+            out[k] = torch.as_tensor(value).float().clone()
+    return out
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler for Caffe2 ``.pkl`` blobs: numpy arrays and plain containers only."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("collections", "OrderedDict"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weights pickle")
+        return super().find_class(module, name)
+
+
+def read_weights_file(path: os.PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
+    """Read a weights file into pytorchvideo keys (head dropped).
+
+    Returns (state_dict, format) with format "pytorchvideo" (8x8 family) or
+    "video-nonlocal-net" (32x2 family: Caffe2 ``.pkl`` blobs or converted ``.pth``).
+    Raises WeightsError naming the file on anything it cannot read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    raw = path.read_bytes()
+    obj: Any = None
+    errors = []
+    try:  # torch.save zip or legacy format, tensors only
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        errors.append(f"torch.load: {type(exc).__name__}: {exc}")
+    if obj is None:
+        try:  # Caffe2 pickle of numpy arrays (Python 2: latin1)
+            obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        except Exception as exc:
+            errors.append(f"pickle: {type(exc).__name__}: {exc}")
+    if obj is None:
+        raise WeightsError(f"{path}: cannot read weights ({'; '.join(errors)})")
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{path}: expected a dict of weights, got {type(obj).__name__}")
+    for wrapper in ("model_state", "state_dict", "model", "blobs"):
+        if wrapper in obj and isinstance(obj[wrapper], dict):
+            obj = obj[wrapper]
+            break
+    keys = list(obj)
+    if "conv1_w" in obj:
+        return _from_caffe2(obj), "video-nonlocal-net"
+    if "conv1.weight" in obj or any(k.startswith("layer1.") for k in keys):
+        return _from_resnet3d(obj), "video-nonlocal-net"
+    if any(re.sub(r"^(module\.|model\.|trunk\.)+", "", k).startswith("blocks.0.") for k in keys):
+        return _from_pytorchvideo(obj), "pytorchvideo"
+    raise WeightsError(f"{path}: unknown weights layout (first keys: {keys[:5]})")
+
+
+FORMAT_PROFILE = {"pytorchvideo": "8x8", "video-nonlocal-net": "32x2"}
+
+
+def load_state(model: I3DFeatures, state: Dict[str, torch.Tensor], source: str) -> None:
+    """Load converted weights into the trunk; every trunk weight must be present and fit."""
+    own = {k: v for k, v in model.trunk.state_dict().items() if "num_batches_tracked" not in k}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    bad = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or bad:
+        raise WeightsError(
+            f"{source}: weights do not fit the I3D network: {len(missing)} missing "
+            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, "
+            f"{len(bad)} wrong shape {bad[:3]}")
+    model.trunk.load_state_dict(state, strict=False)
+
+
+# ----------------------------------------------------------------------------- files
+
+def sha256_file(path: os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def cached_weights_path(profile: str) -> Path:
+    """Where the published weights of ``profile`` live in the torch hub cache."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / PROFILES[profile]["filename"]
+
+
+def fetch_weights(profile: str) -> Path:
+    """The published weights of ``profile``: from the torch hub cache, else downloaded there.
+
+    The sha256 is checked when KNOWN_SHA256 has it. Offline: WeightsError saying where
+    to put the file.
+    """
+    p = PROFILES[profile]
+    dest = cached_weights_path(profile)
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        log.info("downloading %s -> %s", p["url"], dest)
+        try:
+            torch.hub.download_url_to_file(p["url"], str(dest), hash_prefix=None, progress=True)
+        except Exception as exc:
+            raise WeightsError(
+                f"no weights for profile {profile}: {dest} does not exist and downloading "
+                f"{p['url']} failed ({type(exc).__name__}: {exc}). Download that file on a "
+                f"machine with internet and either put it at {dest} or pass --weights PATH "
+                f"(--random-init gives untrained features for tests only).") from exc
+    check_sha256(dest)
+    return dest
+
+
+def check_sha256(path: Path) -> str:
+    """sha256 of ``path``; WeightsError when KNOWN_SHA256 lists a different one for its name."""
+    digest = sha256_file(path)
+    known = KNOWN_SHA256.get(path.name)
+    if known is not None and digest != known:
+        raise WeightsError(f"{path}: sha256 {digest} differs from the published {known}; "
+                           f"delete the file and download it again")
+    return digest
+
+
+def load_i3d(profile: Optional[str] = None, weights: Optional[os.PathLike] = None,
+             random_init: bool = False, seed: int = 0) -> Tuple[I3DFeatures, Dict[str, Any]]:
+    """Build the feature network in eval mode with its weights.
+
+    profile None: taken from the weights file's format (pytorchvideo -> 8x8,
+    video-nonlocal-net -> 32x2), else DEFAULT_PROFILE. An explicit profile that
+    contradicts the file's format is an error. random_init: pytorchvideo's init under
+    ``torch.manual_seed(seed)`` (global RNG state restored afterwards).
+    Returns (model, meta) with meta = profile, weights, weights_sha256, weights_format,
+    random_init, seed.
+    """
+    if random_init and weights is not None:
+        raise WeightsError("--random-init and --weights are exclusive")
+    if random_init:
+        profile = profile or DEFAULT_PROFILE
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_i3d(profile)
+        # pytorchvideo zero-inits each block's final BN gamma (good for training, but it
+        # turns a random net into a chain of shortcut projections); set them to 1 so the
+        # random features depend on all layers, temporal convolutions included.
+        for m in model.modules():
+            if getattr(m, "block_final_bn", False):
+                m.weight.data.fill_(1.0)
+        meta = dict(profile=profile, weights=None, weights_sha256=None,
+                    weights_format=None, random_init=True, seed=seed)
+        return model.eval(), meta
+    if weights is None:
+        profile = profile or DEFAULT_PROFILE
+        path = fetch_weights(profile)
+    else:
+        path = Path(weights)
+    digest = check_sha256(path) if path.is_file() else None
+    state, fmt = read_weights_file(path)
+    file_profile = FORMAT_PROFILE[fmt]
+    if profile is None:
+        profile = file_profile
+    elif profile != file_profile:
+        raise WeightsError(
+            f"{path}: weights in {fmt} format belong to profile {file_profile}, "
+            f"not {profile}; pass --profile {file_profile} (or omit --profile)")
+    model = build_i3d(profile)
+    load_state(model, state, str(path))
+    meta = dict(profile=profile, weights=str(path), weights_sha256=digest,
+                weights_format=fmt, random_init=False, seed=None)
+    return model.eval(), meta

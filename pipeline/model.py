@@ -1,0 +1,120 @@
+"""The backbone of Cao et al. (ICME 2023), Sec. 2.1: an FC layer and three graph convolutions.
+
+    features (B, T, 2048)
+      -> FC 2048->512, ReLU, dropout                       "fc"
+      -> GraphConv 512->128, ReLU, dropout                 "gcn1"   (clustered by default, Sec. 2.2)
+      -> GraphConv 128->32,  ReLU, dropout                 "gcn2"
+      -> GraphConv 32->1, sigmoid                          "scores" (B, T) in [0, 1]
+
+Every graph convolution uses the same adjacency, built once per video from the FC output
+(Wu et al. 2020, HL-Net):
+
+- feature similarity  A_sim[i, j]  = softmax_j( thr(cos(x_i, x_j)) ),  thr zeroes values < 0.7
+- temporal proximity  A_prox[i, j] = exp(-|i - j| / e),  rows normalised to sum to 1
+
+Our choice for combining them (the paper does not say): each graph layer owns one learned
+scalar w (initialised at 0.5 through a sigmoid) and uses the row-stochastic mix
+``A = w * A_sim + (1 - w) * A_prox``. ``--adjacency sum`` uses the fixed 0.5/0.5 mix,
+``similarity`` or ``proximity`` one graph alone.
+
+A graph convolution is ``H' = A H W + b`` (Kipf & Welling without self-normalisation, since A is
+already row-stochastic) plus a linear residual of H, as in HL-Net's graph layers.
+The module does no I/O and holds no global state.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+ADJACENCIES = ("learned", "sum", "similarity", "proximity")
+
+
+def similarity_adjacency(x: torch.Tensor, threshold: float = 0.7) -> torch.Tensor:
+    """Feature-similarity graph of HL-Net: ``softmax_j(thr(cos(x_i, x_j)))``.
+
+    x: (B, T, D) -> (B, T, T), each row sums to 1. Cosines below ``threshold`` become 0
+    before the softmax (they still get weight exp(0), exactly as in HL-Net).
+    """
+    xn = F.normalize(x, dim=-1, eps=1e-8)                      # (B, T, D)
+    cos = xn @ xn.transpose(1, 2)                               # (B, T, T)
+    cos = torch.where(cos < threshold, torch.zeros_like(cos), cos)
+    return torch.softmax(cos, dim=-1)
+
+
+def proximity_adjacency(T: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Temporal-proximity graph ``exp(-|i-j| / e)``, rows normalised to sum to 1. -> (T, T)."""
+    idx = torch.arange(T, device=device, dtype=dtype)
+    a = torch.exp(-(idx[:, None] - idx[None, :]).abs() / math.e)   # (T, T)
+    return a / a.sum(dim=-1, keepdim=True)
+
+
+class GraphConv(nn.Module):
+    """``H' = A (H W) + b + H R``: one graph layer with a learned mix of the two adjacencies."""
+
+    def __init__(self, in_dim: int, out_dim: int, adjacency: str = "learned"):
+        super().__init__()
+        if adjacency not in ADJACENCIES:
+            raise ValueError(f"adjacency must be one of {ADJACENCIES}, got {adjacency!r}")
+        self.adjacency = adjacency
+        self.weight = nn.Linear(in_dim, out_dim, bias=True)
+        self.residual = nn.Linear(in_dim, out_dim, bias=False)
+        # sigmoid(0) = 0.5: start from the plain sum; only trained when adjacency == "learned".
+        self.mix_logit = nn.Parameter(torch.zeros(()), requires_grad=adjacency == "learned")
+
+    def mix(self) -> torch.Tensor:
+        """Weight of the similarity graph in [0, 1]."""
+        if self.adjacency == "similarity":
+            return torch.ones(())
+        if self.adjacency == "proximity":
+            return torch.zeros(())
+        return torch.sigmoid(self.mix_logit)
+
+    def forward(self, h: torch.Tensor, a_sim: torch.Tensor, a_prox: torch.Tensor) -> torch.Tensor:
+        # h: (B, T, in), a_sim: (B, T, T), a_prox: (T, T) -> (B, T, out)
+        w = self.mix().to(h.dtype)
+        a = w * a_sim + (1 - w) * a_prox
+        return a @ self.weight(h) + self.residual(h)
+
+
+class AnomalyGCN(nn.Module):
+    """FC + three graph layers (Sec. 2.1). ``forward`` returns every intermediate output."""
+
+    def __init__(self, in_dim: int = 2048, fc_dim: int = 512, gcn_dims: tuple[int, int] = (128, 32),
+                 dropout: float = 0.6, sim_threshold: float = 0.7, adjacency: str = "learned"):
+        super().__init__()
+        self.in_dim = in_dim
+        self.sim_threshold = sim_threshold
+        self.fc = nn.Linear(in_dim, fc_dim)
+        self.gcn1 = GraphConv(fc_dim, gcn_dims[0], adjacency)
+        self.gcn2 = GraphConv(gcn_dims[0], gcn_dims[1], adjacency)
+        self.gcn3 = GraphConv(gcn_dims[1], 1, adjacency)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        # x: (B, T, in_dim)
+        if x.dim() != 3 or x.shape[-1] != self.in_dim:
+            raise ValueError(f"expected features (B, T, {self.in_dim}), got {tuple(x.shape)}")
+        fc = self.drop(F.relu(self.fc(x)))                                  # (B, T, 512)
+        a_sim = similarity_adjacency(fc, self.sim_threshold)                # (B, T, T)
+        a_prox = proximity_adjacency(x.shape[1], x.device, fc.dtype)        # (T, T)
+        g1 = self.drop(F.relu(self.gcn1(fc, a_sim, a_prox)))                # (B, T, 128)
+        g2 = self.drop(F.relu(self.gcn2(g1, a_sim, a_prox)))                # (B, T, 32)
+        scores = torch.sigmoid(self.gcn3(g2, a_sim, a_prox)).squeeze(-1)    # (B, T)
+        return {"fc": fc, "gcn1": g1, "gcn2": g2, "scores": scores}
+
+
+class FCBaseline(nn.Module):
+    """The FC floor for benchmarks: FC 2048->512->1 with no graph (not the paper's model)."""
+
+    def __init__(self, in_dim: int = 2048, fc_dim: int = 512, dropout: float = 0.6):
+        super().__init__()
+        self.fc = nn.Linear(in_dim, fc_dim)
+        self.out = nn.Linear(fc_dim, 1)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        fc = self.drop(F.relu(self.fc(x)))                                   # (B, T, 512)
+        return {"fc": fc, "scores": torch.sigmoid(self.out(fc)).squeeze(-1)}  # (B, T)

@@ -1,0 +1,473 @@
+"""Stage 2: train the clustering-guided GCN of Cao et al. (ICME 2023) on cached features.
+
+    python -m pipeline.train                                  # data/ucf -> runs/ucf
+    python -m pipeline.train --dataset sht --epochs 100
+    python -m pipeline.train --no-bc --no-bcg --cross-batch none   # the plain k-max MIL backbone
+
+One step (batch of B/2 normal + B/2 abnormal videos, each resampled to T segments):
+    out = model(x)                                   x (B, T, 2048) -> scores (B, T)
+    z   = normalize(out[cluster_layer])              (B, T, D')  (GCN-1 by default)
+    k-means K=2 on the normal videos' segments  -> centres c^n, L_bc^n = min(d^n, mu)   (eq. 1)
+    k-means K=2 on the abnormal videos' segments -> centres c^a, L_bc^a = 1 / d^a        (eq. 1)
+    pseudo-labels of abnormal segments (eq. 4), scores expanded by alpha (eq. 5)
+    L = L_kmax(expanded scores) + lambda1 * (L_bc^n + L_bc^a)                            (eq. 2, 3)
+The k-means of each batch starts from the cross-batch memory (Sec. 2.3, way 1 by default).
+
+Writes into the run directory (``--out``, default runs/<dataset>):
+    config.json   every setting of the run
+    log.jsonl     one JSON line per epoch (losses, centre distances, validation criterion)
+    last.pt       the full training state after the last finished epoch (for --resume)
+    model.pt      the final model; best.pt the validation-selected one (with --val-fraction)
+All files are written atomically; every checkpoint loads with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import data as D
+from .clustering import CROSS_BATCH_WAYS, CrossBatchMemory, expand_scores, kmeans2, pseudo_labels
+from .io import atomic_torch_save, atomic_write_json, atomic_write_text
+from .losses import batch_clustering_loss, centre_distance, kmax_loss, kmax_k, total_loss
+from .metrics import video_level_auc
+from .model import ADJACENCIES, AnomalyGCN
+
+DEFAULT_T = {"ucf": 150, "sht": 100, "xd": 200}
+CLUSTER_LAYERS = ("fc", "gcn1", "gcn2")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run. Defaults marked (ours) are not given by the paper."""
+    dataset: str = "ucf"
+    data_root: str | None = None       # default data/<dataset>
+    out: str | None = None             # default runs/<dataset>
+    train_list: str | None = None      # default: found in data_root (data.SPLIT_CANDIDATES)
+    features: str | None = None        # default: data_root/features if present, else data_root
+    feature_dim: int = 2048            # I3D ResNet-50: 2048 (XD's official RGB: 1024, C3D fc6: 4096)
+    epochs: int = 50                   # (ours)
+    seed: int = 0
+    device: str = "auto"
+    T: int | None = None               # segments per training video; paper: UCF 150, SHT 100
+    batch_size: int = 64               # paper: 32 normal + 32 abnormal
+    lr: float = 1e-3                   # (ours) Adam
+    weight_decay: float = 5e-4         # (ours)
+    dropout: float = 0.6               # (ours)
+    lambda1: float = 0.1               # (ours) weight of L_bc, eq. 3
+    mu: float = 1.0                    # (ours) upper bound of the normal-cluster distance, eq. 1
+    alpha: float = 1.3                 # paper: expansion factor, eq. 5
+    cluster_layer: str = "gcn1"        # paper: GCN-1 (Table 3)
+    cross_batch: str = "1"             # paper: way 1 (Table 4); "none" for no memory
+    bc: bool = True                    # batch clustering loss (Table 2)
+    bcg: bool = True                   # clustering-guided scores (Table 2)
+    kmeans_iters: int = 10             # (ours)
+    adjacency: str = "learned"         # (ours) how the two graphs combine, see model.py
+    val_fraction: float = 0.0          # held-out share of training videos for model selection
+    keep_epochs: bool = False          # keep every epoch's model in epochs/ (for studies)
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+
+    def resolved(self) -> "TrainConfig":
+        """Fill the defaults that depend on the dataset."""
+        c = TrainConfig(**asdict(self))
+        if c.dataset not in D.DATASETS:
+            raise ValueError(f"--dataset must be one of {D.DATASETS}, got {c.dataset!r}")
+        c.data_root = c.data_root or f"data/{c.dataset}"
+        c.out = c.out or f"runs/{c.dataset}"
+        c.T = c.T or DEFAULT_T[c.dataset]
+        if c.cluster_layer not in CLUSTER_LAYERS:
+            raise ValueError(f"--cluster-layer must be one of {CLUSTER_LAYERS}")
+        if c.cross_batch not in CROSS_BATCH_WAYS:
+            raise ValueError(f"--cross-batch must be one of {CROSS_BATCH_WAYS}")
+        if c.batch_size < 2:
+            raise ValueError("--batch-size must be at least 2 (half normal, half abnormal)")
+        if not 0.0 <= c.val_fraction < 1.0:
+            raise ValueError("--val-fraction must be in [0, 1)")
+        return c
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------- data
+
+@dataclass
+class FeatureSet:
+    """Training videos resampled to T segments, kept in memory as float16."""
+    names: list[str]
+    labels: torch.Tensor               # (N,) long
+    feats: torch.Tensor                # (N, T, crops, D) float16
+    crops: int = field(init=False)
+
+    def __post_init__(self):
+        self.crops = self.feats.shape[2]
+
+
+def load_training_set(videos: list, T: int, dim: int = D.FEATURE_DIM, quiet: bool = False) -> FeatureSet:
+    """Load and resample every training video (RTFM's rule, data.resample) -> FeatureSet."""
+    if not videos:
+        raise D.DataError("the training list holds no videos")
+    arrays, crops = [], None
+    for v in tqdm(videos, desc="loading features", unit="video", disable=quiet):
+        f = D.load_features(v.paths, dim=dim)                            # (clips, crops, D)
+        if crops is None:
+            crops = f.shape[1]
+        elif f.shape[1] != crops:
+            raise D.DataError(f"{v.paths[0]}: {f.shape[1]} crops, but earlier videos have {crops}")
+        arrays.append(torch.from_numpy(D.resample(f, T).astype(np.float16)))  # (T, crops, D)
+    labels = torch.tensor([v.label for v in videos], dtype=torch.long)
+    return FeatureSet([v.name for v in videos], labels, torch.stack(arrays))
+
+
+EXTRACTOR_KEYS = ("profile", "weights_sha256", "random_init", "crops", "short_side", "crop_size", "norm", "tail",
+                  "clip_len")
+
+
+def extractor_meta(videos: list) -> dict | None:
+    """The extraction settings of the training features, from ``manifest.jsonl`` beside them.
+
+    Written by ``pipeline.extract``; detect uses it to extract new videos the same way. Returns None
+    when no manifest describes the features (e.g. RTFM's public files). Features from different
+    extraction settings mixed in one training set are refused.
+    """
+    rows, seen = {}, set()
+    for folder in {v.paths[0].parent for v in videos}:
+        manifest = folder / "manifest.jsonl"
+        if manifest.exists() and manifest not in seen:
+            seen.add(manifest)
+            for line in manifest.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    rows[row.get("video")] = row
+    found = [rows[v.name] for v in videos if v.name in rows]
+    if not found:
+        return None
+    settings = {json.dumps({k: r.get(k) for k in EXTRACTOR_KEYS}, sort_keys=True) for r in found}
+    if len(settings) > 1:
+        raise D.DataError(f"{', '.join(str(m) for m in sorted(seen))}: the training features were extracted "
+                          f"with different settings: {sorted(settings)}")
+    meta = {k: found[0].get(k) for k in EXTRACTOR_KEYS + ("weights", "dtype", "decoder")}
+    meta["videos_described"] = len(found)
+    return meta
+
+
+def split_validation(labels: torch.Tensor, fraction: float, generator: torch.Generator):
+    """Stratified hold-out: ``round(fraction * n)`` videos of each label (at least one when fraction > 0)."""
+    train, val = [], []
+    for lab in (0, 1):
+        idx = torch.nonzero(labels == lab).flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        n_val = min(len(idx) - 1, max(1, round(fraction * len(idx)))) if fraction > 0 else 0
+        val += idx[:n_val].tolist()
+        train += idx[n_val:].tolist()
+    return sorted(train), sorted(val)
+
+
+class BalancedBatches:
+    """Each batch: ``half`` normal and ``half`` abnormal videos, each kind reshuffled when exhausted.
+
+    An epoch has ``ceil(max(n_normal, n_abnormal) / half)`` batches, so every video of the larger
+    kind is seen once per epoch.
+    """
+
+    def __init__(self, labels: torch.Tensor, indices: list[int], batch_size: int, generator: torch.Generator):
+        self.pools = {k: [i for i in indices if int(labels[i]) == k] for k in (0, 1)}
+        for k, name in ((0, "normal"), (1, "abnormal")):
+            if not self.pools[k]:
+                raise D.DataError(f"the training set has no {name} videos; both kinds are needed")
+        self.half = min(batch_size // 2, max(len(p) for p in self.pools.values()))
+        self.gen = generator
+        self.queues = {0: [], 1: []}
+
+    def __len__(self) -> int:
+        return math.ceil(max(len(p) for p in self.pools.values()) / self.half)
+
+    def _take(self, k: int, n: int) -> list[int]:
+        out = []
+        while len(out) < n:
+            if not self.queues[k]:
+                pool = self.pools[k]
+                self.queues[k] = [pool[i] for i in torch.randperm(len(pool), generator=self.gen).tolist()]
+            out.append(self.queues[k].pop())
+        return out
+
+    def __iter__(self):
+        self.queues = {0: [], 1: []}   # every epoch reshuffles, so a resumed run draws the same batches
+        for _ in range(len(self)):
+            yield self._take(0, self.half), self._take(1, self.half)
+
+
+def batch_features(fs: FeatureSet, normal: list[int], abnormal: list[int], generator: torch.Generator,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack a batch, one random crop per video -> x (B, T, D) float32, y (B,)."""
+    idx = torch.tensor(normal + abnormal)
+    crop = torch.randint(fs.crops, (len(idx),), generator=generator)
+    x = fs.feats[idx, :, crop].float()              # (B, T, D)
+    return x.to(device), fs.labels[idx].to(device)
+
+
+# ----------------------------------------------------------------------------- one step
+
+def clustering_step(z: torch.Tensor, n_normal: int, memories: dict, cfg: TrainConfig,
+                    generator: torch.Generator) -> dict:
+    """Batch k-means (Sec. 2.2) of the normal and the abnormal videos' segments, separately.
+
+    z: (B, T, D') normalised features, normal videos first. Returns the centres, the abnormal
+    videos' cluster labels (n_abnormal, T) and the loss terms of eq. 1.
+    """
+    B, T, Dz = z.shape
+    result = {}
+    for kind, part in (("normal", z[:n_normal]), ("abnormal", z[n_normal:])):
+        pts = part.reshape(-1, Dz)                                          # (b * T, D')
+        mem = memories[kind]
+        assign, centres = kmeans2(pts, mem.init_for(pts, generator), cfg.kmeans_iters, mem.extra_points())
+        mem.store(centres)
+        result[f"bc_{kind}"] = batch_clustering_loss(centres, kind == "normal", cfg.mu)
+        result[f"d_{kind}"] = centre_distance(centres).detach()
+        result[f"assign_{kind}"] = assign.reshape(-1, T)                    # (b, T)
+    return result
+
+
+def training_step(model, x, y, n_normal: int, memories: dict, cfg: TrainConfig,
+                  generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """Forward one balanced batch and return the total loss (eq. 3) and its parts for the log."""
+    out = model(x)
+    scores = out["scores"]                                                  # (B, T)
+    parts = {}
+    l_bc = torch.zeros((), device=x.device)
+    if cfg.bc or cfg.bcg:
+        z = F.normalize(out[cfg.cluster_layer], dim=-1)                     # (B, T, D')
+        cl = clustering_step(z, n_normal, memories, cfg, generator)
+        parts.update(d_normal=cl["d_normal"].item(), d_abnormal=cl["d_abnormal"].item())
+        if cfg.bc:
+            l_bc = cl["bc_normal"] + cl["bc_abnormal"]
+            parts.update(bc_normal=cl["bc_normal"].item(), bc_abnormal=cl["bc_abnormal"].item())
+        if cfg.bcg:
+            abn_scores = scores[n_normal:]
+            pseudo = torch.stack([pseudo_labels(s, a) for s, a in zip(abn_scores, cl["assign_abnormal"])])
+            pseudo = torch.cat([torch.zeros_like(scores[:n_normal]), pseudo.to(scores)])   # (B, T)
+            scores = expand_scores(scores, pseudo, y, cfg.alpha)
+            parts["pseudo_pos"] = pseudo[n_normal:].mean().item()
+    l_kmax = kmax_loss(scores, y)
+    loss = total_loss(l_kmax, l_bc, cfg.lambda1)
+    parts.update(loss=loss.item(), kmax=l_kmax.item(), bc=l_bc.item())
+    return loss, parts
+
+
+@torch.no_grad()
+def validate(model, fs: FeatureSet, indices: list[int], device: torch.device) -> dict:
+    """Video-level criterion on held-out training videos: AUC of the mean of each video's
+    top-k segment scores (k of eq. 2) against its label; also their k-max loss."""
+    model.eval()
+    video_scores, losses = [], []
+    for i in indices:
+        x = fs.feats[i].permute(1, 0, 2).float().to(device)                # (crops, T, D)
+        s = model(x)["scores"].mean(0, keepdim=True)                        # (1, T)
+        k = kmax_k(s.shape[1])
+        video_scores.append(float(torch.topk(s, k, dim=1).values.mean()))
+        losses.append(float(kmax_loss(s, fs.labels[i:i + 1].to(device))))
+    model.train()
+    labels = fs.labels[indices].numpy()
+    return {"val_auc": video_level_auc(np.array(video_scores), labels), "val_kmax": float(np.mean(losses))}
+
+
+def better(new: dict, best: dict | None) -> bool:
+    """Model selection: higher validation video-level AUC, then lower validation k-max loss."""
+    if best is None:
+        return True
+    key = lambda m: (m["val_auc"] if m["val_auc"] is not None else -1.0, -m["val_kmax"])
+    return key(new) > key(best)
+
+
+# ----------------------------------------------------------------------------- run
+
+def model_from_config(cfg: TrainConfig, in_dim: int) -> AnomalyGCN:
+    return AnomalyGCN(in_dim=in_dim, dropout=cfg.dropout, adjacency=cfg.adjacency)
+
+
+def model_checkpoint(model, cfg: TrainConfig, epoch: int, in_dim: int, extractor: dict | None,
+                     extra: dict | None = None) -> dict:
+    """What evaluate/detect need: weights, the run's settings, the feature width and how the
+    features were extracted (None when unknown)."""
+    return {"model": model.state_dict(), "config": asdict(cfg), "epoch": epoch, "in_dim": in_dim,
+            "extractor": extractor, **(extra or {})}
+
+
+def prepare_run_dir(cfg: TrainConfig) -> Path:
+    out = Path(cfg.out)
+    if out.exists() and any(out.glob("*.pt")) and not (cfg.resume or cfg.overwrite):
+        raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, "
+                              f"--overwrite to start again, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) training; returns the run directory."""
+    cfg = cfg.resolved()
+    out = prepare_run_dir(cfg)
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    root = Path(cfg.data_root)
+    videos = D.load_split(root, cfg.dataset, "train", list_path=cfg.train_list, features_root=cfg.features)
+    fs = load_training_set(videos, cfg.T, cfg.feature_dim, cfg.quiet)
+    in_dim = fs.feats.shape[-1]
+    extractor = extractor_meta(videos)
+    train_idx, val_idx = split_validation(fs.labels, cfg.val_fraction, gen)
+    batches = BalancedBatches(fs.labels, train_idx, cfg.batch_size, gen)
+
+    model = model_from_config(cfg, in_dim).to(device)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                           lr=cfg.lr, weight_decay=cfg.weight_decay)
+    memories = {"normal": CrossBatchMemory(cfg.cross_batch, cfg.kmeans_iters),
+                "abnormal": CrossBatchMemory(cfg.cross_batch, cfg.kmeans_iters)}
+    start, best, log_lines = 1, None, []
+    last = out / "last.pt"
+    if cfg.resume and last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        for k in memories:
+            memories[k].load_state_dict(state["memory"][k])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start, best = state["epoch"] + 1, state["best"]
+        log_lines = [l for l in (out / "log.jsonl").read_text().splitlines()
+                     if l.strip() and json.loads(l)["epoch"] <= state["epoch"]] if (out / "log.jsonl").exists() else []
+        if not cfg.quiet:
+            print(f"resuming {out} after epoch {state['epoch']}")
+    elif cfg.resume and not cfg.quiet:
+        print(f"--resume: no checkpoint in {out}, starting from scratch")
+    atomic_write_json(out / "config.json", {**asdict(cfg), "n_train": len(train_idx), "n_val": len(val_idx),
+                                             "in_dim": in_dim, "crops": fs.crops, "extractor": extractor,
+                                             "val_videos": [fs.names[i] for i in val_idx]})
+    if not cfg.quiet:
+        n_abn = int(fs.labels[train_idx].sum())
+        print(f"training on {len(train_idx)} videos ({n_abn} abnormal, {len(train_idx) - n_abn} normal), "
+              f"{len(val_idx)} held out; T={cfg.T}, {fs.crops} crop(s), {len(batches)} batches/epoch, device {device}")
+
+    model.train()
+    for epoch in range(start, cfg.epochs + 1):
+        t0, sums, n = time.time(), {}, 0
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=cfg.quiet)
+        for normal, abnormal in bar:
+            x, y = batch_features(fs, normal, abnormal, gen, device)
+            loss, parts = training_step(model, x, y, len(normal), memories, cfg, gen)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch}: loss is {float(loss)}; lower --lr or check the features")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            bar.set_postfix(loss=f"{parts['loss']:.4f}")
+        for m in memories.values():
+            m.end_epoch()
+        row = {"epoch": epoch, **{k: v / n for k, v in sums.items()}, "seconds": round(time.time() - t0, 3)}
+        extra = {}
+        if val_idx:
+            row.update(validate(model, fs, val_idx, device))
+            if better(row, best):
+                best = {"epoch": epoch, "val_auc": row["val_auc"], "val_kmax": row["val_kmax"]}
+                atomic_torch_save(model_checkpoint(model, cfg, epoch, in_dim, extractor, {"selected_by": "validation"}),
+                                  out / "best.pt")
+            extra["best"] = best
+        if cfg.keep_epochs:
+            atomic_torch_save(model_checkpoint(model, cfg, epoch, in_dim, extractor), out / "epochs" / f"epoch_{epoch:04d}.pt")
+        log_lines.append(json.dumps(row))
+        atomic_write_text(out / "log.jsonl", "\n".join(log_lines) + "\n")
+        atomic_torch_save({**model_checkpoint(model, cfg, epoch, in_dim, extractor), "optimizer": opt.state_dict(),
+                           "memory": {k: m.state_dict() for k, m in memories.items()},
+                           "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "best": best},
+                          last)
+        if not cfg.quiet:
+            msg = " ".join(f"{k}={row[k]:.4f}" for k in ("loss", "kmax", "bc", "d_normal", "d_abnormal", "val_auc")
+                           if isinstance(row.get(k), float))
+            print(f"epoch {epoch}/{cfg.epochs} {msg} ({row['seconds']:.1f}s)", flush=True)
+    final_epoch = max(cfg.epochs, start - 1)
+    atomic_torch_save(model_checkpoint(model, cfg, final_epoch, in_dim, extractor,
+                                       {"selected_by": "final", "best": best}),
+                      out / "model.pt")
+    if not cfg.quiet:
+        sel = f"; validation picked epoch {best['epoch']} (best.pt)" if best else ""
+        print(f"done: {out / 'model.pt'}{sel}")
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.train",
+        description="Train the clustering-guided GCN (Cao et al., ICME 2023) on cached I3D features. "
+                    "Defaults chain: --dataset ucf reads data/ucf and writes runs/ucf.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = TrainConfig()
+    p.add_argument("--dataset", default=d.dataset, choices=D.DATASETS, help="dataset rules (labels, lists, T)")
+    p.add_argument("--data-root", default=None, help="data root (default data/<dataset>): split lists, features")
+    p.add_argument("--out", default=None, help="run directory (default runs/<dataset>)")
+    p.add_argument("--train-list", default=None, help="training list (default: found in the data root)")
+    p.add_argument("--features", default=None, help="feature folder (default: <data-root>/features or the data root)")
+    p.add_argument("--feature-dim", type=int, default=d.feature_dim, help="feature width the files must have")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--T", type=int, default=None, help="segments per training video (default UCF 150, SHT 100, XD 200)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="videos per batch, half normal half abnormal")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--lambda1", type=float, default=d.lambda1, help="weight of the batch clustering loss (eq. 3)")
+    p.add_argument("--mu", type=float, default=d.mu, help="upper bound of the normal-cluster distance (eq. 1)")
+    p.add_argument("--alpha", type=float, default=d.alpha, help="score expansion factor (eq. 5)")
+    p.add_argument("--cluster-layer", default=d.cluster_layer, choices=CLUSTER_LAYERS, help="layer clustered (Table 3)")
+    p.add_argument("--cross-batch", default=d.cross_batch, choices=CROSS_BATCH_WAYS,
+                   help="cross-batch learning way (Table 4); none = random k-means starts")
+    p.add_argument("--no-bc", dest="bc", action="store_false", help="drop the batch clustering loss (Table 2)")
+    p.add_argument("--no-bcg", dest="bcg", action="store_false", help="drop the clustering-guided scores (Table 2)")
+    p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters)
+    p.add_argument("--adjacency", default=d.adjacency, choices=ADJACENCIES, help="how the two graphs combine")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="hold out this share of the training videos (stratified) and keep the checkpoint "
+                        "with the best video-level AUC on them as best.pt; the test set is never used")
+    p.add_argument("--keep-epochs", action="store_true", help="keep every epoch's model under epochs/")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--overwrite", action="store_true", help="start again in an --out that holds a run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        train(config_from_args(args))
+    except (D.DataError, FileExistsError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

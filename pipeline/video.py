@@ -1,0 +1,286 @@
+"""Video decoding, exact 16-frame clips, crops and normalisation (stage 1).
+
+Decoding is a stream: PyAV pulls one frame at a time from the demuxer, so memory
+stays bounded whatever the video length (decord reads ahead without bound and is
+not used here). Frames are counted as they are decoded, never estimated from
+timestamps, so a clip is always exactly ``clip_len`` decoded frames.
+
+Pixel path (the choices, in order):
+1. decode, convert to RGB24 and resize so the short side is ``short_side``
+   (libswscale, bilinear) in one ``reformat`` call; the output size is fixed by
+   the first frame, so a mid-stream resolution change cannot change clip shapes;
+2. group frames into non-overlapping clips of ``clip_len``; the tail is padded
+   by repeating the last decoded frame (``tail="pad"``, ``ceil(frames/16)``
+   clips, RTFM's public features) or dropped (``tail="drop"``, ``floor``);
+3. on the device: centre crop or torchvision's ``ten_crop`` order (four corners,
+   centre, then the same five of the horizontally flipped frame), then the
+   normalisation the weights were trained with.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
+CLIP_LEN = 16
+
+# Normalisations: name -> (mean, std) applied to RGB/255.
+# "kinetics": pytorchvideo's I3D_8x8_R50 and video-nonlocal-net's 32x2 baseline
+#             (both RGB, mean 0.45, std 0.225 on [0, 1], i.e. 114.75 / 57.375 on [0, 255]).
+# "minus1to1": x / 127.5 - 1, used by some public extractors.
+NORMS: Dict[str, Tuple[float, float]] = {
+    "kinetics": (0.45, 0.225),
+    "minus1to1": (0.5, 0.5),
+}
+
+PathLike = Union[str, os.PathLike]
+
+
+class VideoError(RuntimeError):
+    """A video that cannot be decoded into clips; the message names the file."""
+
+
+# ----------------------------------------------------------------------------- discovery
+
+def is_video_file(path: PathLike) -> bool:
+    """True when the file name ends in one of VIDEO_EXTENSIONS (case-insensitive)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def find_videos(root: PathLike) -> List[Path]:
+    """Video files under ``root`` (recursive, sorted), or ``[root]`` for a single file.
+
+    Raises FileNotFoundError when ``root`` does not exist.
+    """
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such file or directory")
+    found = [p for p in root.rglob("*") if p.is_file() and is_video_file(p)
+             and not p.name.startswith(".")]
+    return sorted(found)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+def resized_size(width: int, height: int, short_side: int) -> Tuple[int, int]:
+    """(width, height) after scaling so that min(width, height) == short_side.
+
+    The long side is rounded to the nearest integer (at least 1).
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"bad frame size {width}x{height}")
+    if width <= height:
+        return short_side, max(1, int(round(height * short_side / width)))
+    return max(1, int(round(width * short_side / height))), short_side
+
+
+def num_clips(frames: int, tail: str, clip_len: int = CLIP_LEN) -> int:
+    """Number of clips for ``frames`` decoded frames: ceil (tail="pad") or floor ("drop")."""
+    if tail == "pad":
+        return int(math.ceil(frames / clip_len))
+    if tail == "drop":
+        return frames // clip_len
+    raise ValueError(f"tail must be 'pad' or 'drop', not {tail!r}")
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def probe(path: PathLike) -> Dict[str, float]:
+    """Cheap metadata from the container header (no decoding).
+
+    Returns dict(fps, frames_estimate, duration, width, height); frames_estimate is
+    the stream's frame count or duration * fps, 0 when unknown. Raises VideoError.
+    """
+    import av
+
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+            duration = 0.0
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / 1e6
+            frames = int(stream.frames or 0) or int(round(duration * fps))
+            return dict(fps=fps, frames_estimate=frames, duration=duration,
+                        width=int(stream.codec_context.width or 0),
+                        height=int(stream.codec_context.height or 0))
+    except VideoError:
+        raise
+    except Exception as exc:  # av.error.*, OSError, ...
+        raise VideoError(f"{path}: cannot open video ({type(exc).__name__}: {exc})") from exc
+
+
+class FrameStream:
+    """Iterate RGB frames (H, W, 3) uint8 of one video, short side resized, decoded on demand.
+
+    After iteration: ``frames`` (decoded count), ``fps``, ``src_size`` (w, h),
+    ``out_size`` (w, h) and ``error`` (a message when decoding stopped on an error
+    after at least one frame; None otherwise). Errors before the first frame raise
+    VideoError. ``threads`` is the decoder's thread count (0 = FFmpeg's choice).
+    """
+
+    def __init__(self, path: PathLike, short_side: Optional[int] = 256, threads: int = 0):
+        self.path = Path(path)
+        self.short_side = short_side
+        self.threads = threads
+        self.frames = 0
+        self.fps = 0.0
+        self.src_size: Optional[Tuple[int, int]] = None
+        self.out_size: Optional[Tuple[int, int]] = None
+        self.error: Optional[str] = None
+        self.frames_expected = 0  # from the container header; 0 when unknown
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import av
+
+        path = self.path
+        if not path.exists():
+            raise VideoError(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise VideoError(f"{path}: empty file (0 bytes)")
+        try:
+            container = av.open(str(path))
+        except Exception as exc:
+            raise VideoError(f"{path}: cannot open video ({type(exc).__name__}: {exc})") from exc
+        with container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if self.threads:
+                stream.thread_count = self.threads
+            self.fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+            self.frames_expected = int(stream.frames or 0)
+            if not self.frames_expected and stream.duration and stream.time_base:
+                self.frames_expected = int(round(float(stream.duration * stream.time_base) * self.fps))
+            decoded = container.decode(stream)
+            while True:
+                try:
+                    frame = next(decoded)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    msg = f"{path}: decode error after {self.frames} frames ({type(exc).__name__}: {exc})"
+                    if self.frames == 0:
+                        raise VideoError(msg) from exc
+                    self.error = msg
+                    break
+                if self.out_size is None:
+                    self.src_size = (frame.width, frame.height)
+                    self.out_size = (self.src_size if not self.short_side else
+                                     resized_size(frame.width, frame.height, self.short_side))
+                w, h = self.out_size
+                try:
+                    if (frame.width, frame.height) == (w, h):
+                        rgb = frame.to_ndarray(format="rgb24")
+                    else:
+                        rgb = frame.reformat(width=w, height=h, format="rgb24",
+                                             interpolation="BILINEAR").to_ndarray()
+                except Exception as exc:
+                    msg = f"{path}: cannot convert frame {self.frames} ({type(exc).__name__}: {exc})"
+                    if self.frames == 0:
+                        raise VideoError(msg) from exc
+                    self.error = msg
+                    break
+                self.frames += 1
+                yield rgb  # (H, W, 3) uint8
+        if self.frames == 0:
+            raise VideoError(f"{path}: no decodable frames")
+
+
+def iter_clips(frames: Iterator[np.ndarray], tail: str = "pad",
+               clip_len: int = CLIP_LEN) -> Iterator[np.ndarray]:
+    """Group a frame stream into non-overlapping clips (clip_len, H, W, 3) uint8.
+
+    tail="pad": a last partial clip is completed by repeating its last frame
+    (ceil(frames / clip_len) clips); tail="drop": it is discarded (floor).
+    """
+    if tail not in ("pad", "drop"):
+        raise ValueError(f"tail must be 'pad' or 'drop', not {tail!r}")
+    buf: Optional[np.ndarray] = None
+    n = 0
+    for frame in frames:
+        if buf is None:
+            buf = np.empty((clip_len,) + frame.shape, dtype=np.uint8)
+        buf[n] = frame
+        n += 1
+        if n == clip_len:
+            yield buf.copy()
+            n = 0
+    if n and tail == "pad":
+        buf[n:] = buf[n - 1]
+        yield buf.copy()
+
+
+def iter_clip_batches(clips: Iterator[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+    """Stack clips into batches (B, clip_len, H, W, 3) uint8, the last one possibly smaller."""
+    batch: List[np.ndarray] = []
+    for clip in clips:
+        batch.append(clip)
+        if len(batch) == batch_size:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
+
+
+# ----------------------------------------------------------------------------- crops / norm
+
+def crop_boxes(height: int, width: int, crop: int, crops: int) -> List[Tuple[int, int, bool]]:
+    """(top, left, hflip) of each crop, in torchvision's center_crop / ten_crop order.
+
+    crops=1: the centre crop; crops=10: top-left, top-right, bottom-left, bottom-right,
+    centre, then the same five boxes taken on the horizontally flipped frame.
+    """
+    if crop > height or crop > width:
+        raise ValueError(f"crop {crop} larger than frame {width}x{height}")
+    center = (int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0)))
+    if crops == 1:
+        return [(center[0], center[1], False)]
+    if crops != 10:
+        raise ValueError(f"crops must be 1 or 10, not {crops}")
+    five = [(0, 0), (0, width - crop), (height - crop, 0), (height - crop, width - crop), center]
+    return [(t, l, False) for t, l in five] + [(t, l, True) for t, l in five]
+
+
+def crop_clips(x, crop: int, crops: int):
+    """Crops of a batch of clips, on whatever device ``x`` lives.
+
+    x: (B, T, H, W, 3) uint8 tensor  ->  (B, crops, 3, T, crop, crop) uint8 tensor.
+    A crop on the flipped frame equals the flip of the mirrored box on the original,
+    which is what is computed here (no full-frame flip).
+    """
+    import torch
+
+    B, T, H, W, C = x.shape
+    out = []
+    for top, left, flip in crop_boxes(H, W, crop, crops):
+        if flip:  # box (top, left) of the flipped frame = box (top, W-crop-left) flipped
+            c = x[:, :, top:top + crop, W - crop - left:W - left].flip(3)
+        else:
+            c = x[:, :, top:top + crop, left:left + crop]
+        out.append(c)
+    y = torch.stack(out, 1)                       # (B, crops, T, crop, crop, 3)
+    return y.permute(0, 1, 5, 2, 3, 4)            # (B, crops, 3, T, crop, crop)
+
+
+def normalize(x, norm: str = "kinetics", dtype=None):
+    """uint8 RGB tensor -> float, ``(x/255 - mean) / std`` with NORMS[norm] (any shape)."""
+    import torch
+
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {sorted(NORMS)}, not {norm!r}")
+    mean, std = NORMS[norm]
+    x = x.to(dtype or torch.float32)
+    return (x / 255.0 - mean) / std

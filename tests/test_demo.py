@@ -1,0 +1,71 @@
+"""pipeline.demo and pipeline.synthvideo: generated videos through every stage.
+
+The test suite runs the demo at its smallest size (every stage, a few videos). The CI-sized run,
+``python -m pipeline.demo --quick``, takes minutes; it runs here only with PIPELINE_DEMO_QUICK=1
+(CI sets it, or runs the command itself and checks its last line).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import data as D
+from pipeline import demo
+from pipeline.synthvideo import Event, VideoSpec, annotation_line, render_frames, write_ucf_dataset
+from pipeline.video import FrameStream
+
+
+def test_synthvideo_frames_and_planted_event(tmp_path):
+    spec = VideoSpec("v", n_frames=50, fps=16, size=32, seed=1, events=[Event("flash", 20, 29)])
+    frames = np.stack(list(render_frames(spec)))                     # (50, 32, 32, 3)
+    assert frames.shape == (50, 32, 32, 3) and frames.dtype == np.uint8
+    brightness = frames.mean(axis=(1, 2, 3))
+    assert brightness[20:30].max() > brightness[:20].max() + 50      # the flash is visible
+    assert np.array_equal(frames, np.stack(list(render_frames(spec))))   # deterministic
+    assert annotation_line(spec, "Explosion") == "v.mp4  Explosion  20  29  -1  -1  "
+
+
+def test_synthvideo_data_root_is_what_pipeline_data_reads(tmp_path):
+    plan = write_ucf_dataset(tmp_path, 2, 3, 1, 3, seed=0, seconds=(3, 4), progress=False, size=32)
+    assert D.find_file(tmp_path, "ucf", "train").name == "Anomaly_Train.txt"
+    assert D.find_file(tmp_path, "ucf", "test").name == "Anomaly_Test.txt"
+    ann = D.read_annotations(D.find_file(tmp_path, "ucf", "annotations"), "ucf")
+    entries = D.read_split(tmp_path / "Anomaly_Test.txt", "ucf")
+    ann.check_names([e.name for e in entries])
+    for e in entries:
+        assert bool(e.label) == ann.is_abnormal(e.name)
+    train = D.read_split(tmp_path / "Anomaly_Train.txt", "ucf")
+    assert sorted(e.label for e in train) == [0, 0, 1, 1, 1]
+    # the written file decodes to the planned number of frames
+    row = plan["videos"][0]
+    stream = FrameStream(row["path"], short_side=None)
+    assert sum(1 for _ in stream) == row["n_frames"]
+
+
+def test_demo_tiny_runs_every_stage(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert demo.main(["--size", "tiny", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    last = printed.strip().splitlines()[-1]
+    assert re.fullmatch(r"demo AUC: \d\.\d{3} \(AP \d\.\d{3}\)", last), last
+    assert "RANDOM weights" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["random_weights"] is True and 0.0 <= summary["auc"] <= 1.0
+    assert Path(summary["plot"]).stat().st_size > 5000
+    assert "RANDOM weights" in (out / "DEMO.md").read_text()
+    assert list((out / "detections").glob("*.scores.csv")) and (out / "eval" / "report.json").exists()
+    # a second run into the same folder is refused
+    assert demo.main(["--size", "tiny", "--out", str(out)]) == 2
+
+
+@pytest.mark.skipif(os.environ.get("PIPELINE_DEMO_QUICK") != "1",
+                    reason="the --quick demo takes minutes; set PIPELINE_DEMO_QUICK=1 (CI)")
+def test_demo_quick(tmp_path, capsys):
+    assert demo.main(["--quick", "--out", str(tmp_path / "demo")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("demo AUC: ")

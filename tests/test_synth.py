@@ -1,0 +1,210 @@
+"""Tests of pipeline.synth: generated datasets parse with pipeline.data exactly like the real files,
+labels and intervals match the recorded truth, the CLI runs, the difficulty is as documented."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import synth
+from pipeline.data import (
+    find_file, index_features, load_features, load_split, read_annotations, read_split,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(n_train_normal=5, n_train_abnormal=6, n_test_normal=4, n_test_abnormal=5,
+             min_clips=12, max_clips=30, dim=64)
+
+
+@pytest.fixture(scope="module")
+def ucf(tmp_path_factory):
+    out = tmp_path_factory.mktemp("s") / "ucf"
+    summary = synth.make_dataset(out, "ucf", **SMALL)
+    return out, summary
+
+
+def test_ucf_layout_is_rtfm(ucf):
+    out, s = ucf
+    assert s["counts"] == dict(train_normal=5, train_abnormal=6, test_normal=4, test_abnormal=5)
+    raw = (out / "ucf-i3d.list").read_bytes()
+    lines = raw.decode().split("\r\n")
+    assert raw.endswith(b"\r\n") and lines[-1] == "" and b"\n" not in raw.replace(b"\r\n", b"")
+    assert lines[0] == "G:\\UCF_Train_ten_crop_i3d\\Abuse001_x264_i3d.npy"
+    assert lines[6].startswith("G:\\UCF_Train_ten_crop_i3d\\Normal_Videos001_x264")
+    assert (out / "UCF_Train_ten_crop_i3d" / "Abuse001_x264_i3d.npy").is_file()
+    assert (out / "UCF_Test_ten_crop_i3d" / "Normal_Videos_001_x264_i3d.npy").is_file()
+    ann = (out / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt").read_text().splitlines()
+    assert len(ann) == 9 and all(l.endswith("  ") and "  " in l for l in ann)
+    normal = [l for l in ann if "Normal_Videos" in l][0]
+    assert normal.endswith("  Normal  -1  -1  -1  -1  ")
+    assert ann == sorted(ann)
+    assert json.loads((out / "synth.json").read_text())["dataset"] == "ucf"
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_ucf_parses_like_real(ucf):
+    out, _ = ucf
+    truth = synth.load_truth(out)
+    assert find_file(out, "ucf", "train").name == "ucf-i3d.list"
+    tr_e = read_split(out / "ucf-i3d.list", "ucf")
+    assert [e.label for e in tr_e] == [1] * 6 + [0] * 5  # anomalous first, like RTFM
+    ann = read_annotations(out, "ucf")
+    assert ann.path.name == "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"
+    tr = load_split(out, "ucf", "train")
+    te = load_split(out, "ucf", "test", annotation=ann)
+    ann.check_names(v.name for v in te)
+    assert len(tr) == 11 and len(te) == 9
+    classes = set()
+    for v in tr + te:
+        t = truth[v.name]
+        assert (t["label"], t["cls"]) == (v.label, v.cls)
+        classes.add(v.cls)
+        x = load_features(v.paths, dim=64)
+        assert x.shape == (len(t["clip_labels"]), 1, 64) and (x >= 0).all()
+        assert t["clip_labels"].any() == bool(v.label)
+        if v in te:
+            np.testing.assert_array_equal(ann.frame_labels(v.name, 16 * x.shape[0]),
+                                          np.repeat(t["clip_labels"], 16))
+            assert ann.classes[v.name] == v.cls
+            assert 1 <= len(ann.intervals.get(v.name, [])) <= 2 or not v.label
+    assert {"Abuse", "Arrest", "Normal"} <= classes
+
+
+def test_sht(tmp_path):
+    out = tmp_path / "sht"
+    synth.make_dataset(out, "sht", crops=3, dtype="float16", **SMALL)
+    truth = synth.load_truth(out)
+    ann = read_annotations(out, "sht")
+    tr = load_split(out, "sht", "train")
+    te = load_split(out, "sht", "test", annotation=ann)
+    assert sum(v.label for v in tr) == 6 and sum(v.label for v in te) == 5
+    assert len(ann.masks) == 11  # anomalous train and test videos, like the real folder
+    te_e = read_split(out / "SH_Test_NEW.txt", "sht")
+    for v, e in zip(te, te_e):
+        t = truth[v.name]
+        assert np.load(v.paths[0]).dtype == np.float16
+        x = load_features(v.paths, dim=64)
+        assert x.shape == (len(t["clip_labels"]), 3, 64)
+        np.testing.assert_array_equal(ann.frame_labels(v.name, 16 * len(x)), np.repeat(t["clip_labels"], 16))
+        assert e.n_frames == (None if v.label else 16 * len(x))
+    # the bare-name list resolves labels from the masks found under the root
+    (out / "SH_Train.txt").write_text("\n".join(v.name for v in tr))
+    bare = load_split(out, "sht", "train", list_path=out / "SH_Train.txt")
+    assert [v.label for v in bare] == [v.label for v in tr]
+
+
+def test_xd(tmp_path):
+    out = tmp_path / "xd"
+    synth.make_dataset(out, "xd", crops=2, **SMALL)
+    truth = synth.load_truth(out)
+    raw = (out / "annotations.txt").read_bytes()
+    assert not raw.endswith(b"\n")
+    ann = read_annotations(out, "xd")
+    tr = load_split(out, "xd", "train")
+    te = load_split(out, "xd", "test", annotation=ann)
+    ann.check_names(v.name for v in te)
+    assert len(index_features(out)) == 20
+    for v in tr + te:
+        assert ("label_A" in v.name) == (v.label == 0) and len(v.paths) == 2
+        x = load_features(v.paths, dim=64)
+        assert x.shape == (len(truth[v.name]["clip_labels"]), 2, 64)
+    for v in te:
+        np.testing.assert_array_equal(ann.frame_labels(v.name, 16 * len(truth[v.name]["clip_labels"])),
+                                      np.repeat(truth[v.name]["clip_labels"], 16))
+
+
+def test_truth_model(tmp_path):
+    """Intervals cover 5-40% of an abnormal video, 1-2 of them; normal videos have none;
+    same seed -> same data; distractors occur in normal and abnormal videos."""
+    out = tmp_path / "d"
+    synth.make_dataset(out, "ucf", n_train_normal=30, n_train_abnormal=30, n_test_normal=2,
+                       n_test_abnormal=2, min_clips=20, max_clips=60, dim=16, seed=3)
+    truth = synth.load_truth(out)
+    dis = {0: 0, 1: 0}
+    for t in truth.values():
+        y = t["clip_labels"]
+        if t["label"]:
+            assert 0.04 <= y.mean() <= 0.41
+            n_runs = int(y[0]) + int(np.sum(np.diff(y.astype(int)) == 1))
+            assert n_runs in (1, 2)
+        else:
+            assert y.sum() == 0
+        dis[t["label"]] += int(t["distractor"].any())
+    assert dis[0] > 0 and dis[1] > 0
+    out2 = tmp_path / "d2"
+    synth.make_dataset(out2, "ucf", n_train_normal=30, n_train_abnormal=30, n_test_normal=2,
+                       n_test_abnormal=2, min_clips=20, max_clips=60, dim=16, seed=3)
+    a = np.load(out / "UCF_Train_ten_crop_i3d" / "Abuse001_x264_i3d.npy")
+    b = np.load(out2 / "UCF_Train_ten_crop_i3d" / "Abuse001_x264_i3d.npy")
+    np.testing.assert_array_equal(a, b)
+
+
+def _distance_auc(out: Path, dim: int) -> float:
+    from sklearn.metrics import roc_auc_score
+    ann = read_annotations(out, "ucf")
+    tr = load_split(out, "ucf", "train")
+    te = load_split(out, "ucf", "test", annotation=ann)
+    mu = np.concatenate([load_features(v.paths, dim).mean(1) for v in tr if v.label == 0]).mean(0)
+    s, y = [], []
+    for v in te:
+        x = load_features(v.paths, dim).mean(1)
+        s.append(np.linalg.norm(x - mu, axis=1))
+        y.append(ann.frame_labels(v.name, 16 * len(x))[::16])  # clip level = frame level here
+    return roc_auc_score(np.concatenate(y), np.concatenate(s))
+
+
+def test_difficulty(tmp_path):
+    """signal 1: a distance-to-normal-mean score is well above chance, far from perfect;
+    signal 0: chance; signal 3: easy."""
+    kw = dict(n_train_normal=30, n_train_abnormal=10, n_test_normal=20, n_test_abnormal=20,
+              min_clips=30, max_clips=80, dim=512)
+    aucs = {}
+    for sig in (0.0, 1.0, 3.0):
+        out = tmp_path / f"s{sig}"
+        synth.make_dataset(out, "ucf", signal=sig, seed=1, **kw)
+        aucs[sig] = _distance_auc(out, 512)
+    assert 0.35 < aucs[0.0] < 0.65, aucs
+    assert 0.65 < aucs[1.0] < 0.92, aucs
+    assert aucs[3.0] > 0.95, aucs
+    x = load_features(next(iter(index_features(tmp_path / "s1.0").values())), dim=512)
+    assert 0.2 < x.mean() < 0.5  # like pooled I3D activations
+
+
+def test_refuses_non_empty(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    synth.make_dataset(out, "ucf", **SMALL)  # empty dir is fine
+    with pytest.raises(FileExistsError, match="not empty"):
+        synth.make_dataset(out, "ucf", **SMALL)
+    synth.make_dataset(out, "sht", overwrite=True, **SMALL)
+    assert (out / "SH_Train_new.txt").is_file() and not (out / "ucf-i3d.list").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]
+
+
+def test_ucf_lengths(tmp_path):
+    rng = np.random.default_rng(0)
+    c = synth._clip_counts(rng, 500, "train_normal", "ucf", 10, 3000, {})
+    assert c.min() >= 10 and c.max() <= 3000 and 150 < np.median(c) < 400
+    c = synth._clip_counts(rng, 50, "train_normal", "ucf", 10, 3000, {"train_normal": [160, 1600]})
+    assert set(c) <= {10, 100}
+
+
+def test_cli(tmp_path):
+    out = tmp_path / "tiny"
+    r = subprocess.run([sys.executable, "-m", "pipeline.synth", "--out", str(out), "--preset", "tiny",
+                        "--dim", "32"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "wrote ucf dataset" in r.stdout
+    s = json.loads((out / "synth.json").read_text())
+    assert s["counts"] == dict(train_normal=8, train_abnormal=8, test_normal=4, test_abnormal=4)
+    assert len(load_split(out, "ucf", "train")) == 16
+    r = subprocess.run([sys.executable, "-m", "pipeline.synth", "--out", str(out), "--preset", "tiny"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not empty" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "pipeline.synth", "--help"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "--preset" in r.stdout and "ucf-scale" in r.stdout

@@ -1,0 +1,180 @@
+"""Stage 2 through its CLI, on generated data laid out like RTFM's UCF-Crime release."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import train as T
+from pipeline.synth import make_dataset
+
+FAST = ["--epochs", "2", "--batch-size", "8", "--T", "16", "--quiet", "--feature-dim", "256"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ucf") / "data"
+    make_dataset(out, "ucf", n_train_normal=6, n_train_abnormal=6, n_test_normal=3, n_test_abnormal=3,
+                 min_clips=12, max_clips=30, dim=256, seed=0)
+    return out
+
+
+def test_cli_on_full_width_features(tmp_path):
+    make_dataset(tmp_path / "data", "ucf", n_train_normal=2, n_train_abnormal=2, n_test_normal=1,
+                 n_test_abnormal=1, min_clips=10, max_clips=20, dim=2048, seed=0)
+    assert T.main(["--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                   "--T", "8", "--quiet"]) == 0
+    assert load(tmp_path / "run" / "model.pt")["in_dim"] == 2048
+
+
+def run(root, out, *extra):
+    return T.main(["--data-root", str(root), "--out", str(out), *FAST, *extra])
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_cli_writes_a_run(root, tmp_path):
+    assert run(root, tmp_path / "run") == 0
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "log.jsonl", "last.pt", "model.pt"} <= files
+    log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert all(np.isfinite(r[k]) for r in log for k in ("loss", "kmax", "bc", "d_normal", "d_abnormal"))
+    ckpt = load(tmp_path / "run" / "model.pt")
+    assert ckpt["epoch"] == 2 and ckpt["in_dim"] == 256 and ckpt["config"]["cluster_layer"] == "gcn1"
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["T"] == 16 and cfg["n_train"] == 12 and cfg["cross_batch"] == "1"
+
+
+def test_refuses_to_overwrite_a_run(root, tmp_path, capsys):
+    assert run(root, tmp_path / "run") == 0
+    before = (tmp_path / "run" / "model.pt").read_bytes()
+    assert run(root, tmp_path / "run") == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert (tmp_path / "run" / "model.pt").read_bytes() == before
+    assert run(root, tmp_path / "run", "--overwrite") == 0
+
+
+def test_interrupted_run_resumes_to_the_same_model(root, tmp_path):
+    args = ["--epochs", "4", "--batch-size", "8", "--T", "16", "--quiet", "--feature-dim", "256"]
+    assert T.main(["--data-root", str(root), "--out", str(tmp_path / "whole"), *args]) == 0
+    # "interrupted" after epoch 2: only last.pt of epoch 2 survives, then --resume finishes the run
+    assert T.main(["--data-root", str(root), "--out", str(tmp_path / "cut"), "--epochs", "2", "--batch-size", "8",
+                   "--T", "16", "--quiet", "--feature-dim", "256"]) == 0
+    (tmp_path / "cut" / "model.pt").unlink()
+    assert T.main(["--data-root", str(root), "--out", str(tmp_path / "cut"), *args, "--resume"]) == 0
+    a, b = load(tmp_path / "whole" / "model.pt"), load(tmp_path / "cut" / "model.pt")
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6), k
+    log = [json.loads(l)["epoch"] for l in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("flags", [
+    ["--no-bc", "--no-bcg", "--cross-batch", "none"],        # backbone (Table 2, row 1)
+    ["--no-bcg", "--cross-batch", "none"],                   # + L_bc
+    ["--cluster-layer", "fc"], ["--cluster-layer", "gcn2"],  # Table 3
+    ["--cross-batch", "2"], ["--cross-batch", "3"], ["--cross-batch", "4"],   # Table 4
+    ["--adjacency", "sum"],
+])
+def test_every_ablation_switch_trains(root, tmp_path, flags):
+    assert run(root, tmp_path / "run", *flags) == 0
+    cfg = load(tmp_path / "run" / "model.pt")["config"]
+    assert cfg["epochs"] == 2
+    names = {"--no-bc": ("bc", False), "--no-bcg": ("bcg", False)}
+    for i, f in enumerate(flags):
+        if f in names:
+            assert cfg[names[f][0]] is names[f][1]
+        elif f.startswith("--"):
+            assert str(cfg[f[2:].replace("-", "_")]) == flags[i + 1]
+
+
+def test_validation_selection_holds_out_stratified_videos(root, tmp_path):
+    assert run(root, tmp_path / "run", "--val-fraction", "0.34", "--keep-epochs") == 0
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    val = cfg["val_videos"]
+    assert len(val) == 4 and sum("Normal" in v for v in val) == 2     # 2 of 6 per label
+    assert cfg["n_train"] == 8
+    best = load(tmp_path / "run" / "best.pt")
+    assert best["selected_by"] == "validation" and 1 <= best["epoch"] <= 2
+    assert sorted(p.name for p in (tmp_path / "run" / "epochs").iterdir()) == ["epoch_0001.pt", "epoch_0002.pt"]
+    log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all("val_auc" in r and "val_kmax" in r for r in log)
+
+
+def test_balanced_batches_are_half_normal_half_abnormal():
+    labels = torch.tensor([0] * 5 + [1] * 9)
+    b = T.BalancedBatches(labels, list(range(14)), 6, torch.Generator().manual_seed(0))
+    assert len(b) == 3                                   # ceil(9 / 3)
+    seen = set()
+    for normal, abnormal in b:
+        assert len(normal) == len(abnormal) == 3
+        assert all(labels[i] == 0 for i in normal) and all(labels[i] == 1 for i in abnormal)
+        seen.update(abnormal)
+    assert seen == set(range(5, 14))                     # every abnormal video once per epoch
+
+
+def test_split_validation_is_stratified_and_disjoint():
+    labels = torch.tensor([0] * 10 + [1] * 20)
+    tr, va = T.split_validation(labels, 0.2, torch.Generator().manual_seed(0))
+    assert not set(tr) & set(va) and len(tr) + len(va) == 30
+    assert sum(int(labels[i]) for i in va) == 4 and len(va) == 6
+
+
+def test_bad_input_errors_name_the_file(root, tmp_path, capsys):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad)
+    feats = sorted((bad / "UCF_Train_ten_crop_i3d").glob("*.npy"))
+    # a feature file of the wrong width
+    np.save(feats[0], np.zeros((10, 1024), np.float32))
+    assert run(bad, tmp_path / "r1") == 2
+    err = capsys.readouterr().err
+    assert feats[0].name in err and "1024" in err and "256" in err
+    # NaNs
+    a = np.ones((10, 256), np.float32)
+    a[3, 5] = np.nan
+    np.save(feats[0], a)
+    assert run(bad, tmp_path / "r2") == 2
+    err = capsys.readouterr().err
+    assert feats[0].name in err and "NaN" in err
+    # a list naming a missing feature file
+    feats[0].unlink()
+    assert run(bad, tmp_path / "r3") == 2
+    err = capsys.readouterr().err
+    assert "ucf-i3d.list" in err and feats[0].name.replace("_i3d.npy", "") in err
+    # an empty list
+    (bad / "ucf-i3d.list").write_text("")
+    assert run(bad, tmp_path / "r4") == 2
+    assert "ucf-i3d.list" in capsys.readouterr().err
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path, capsys):
+    assert run(tmp_path / "nowhere", tmp_path / "run") == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_extraction_settings_travel_into_the_checkpoint(root, tmp_path, capsys):
+    import shutil
+    d = tmp_path / "data"
+    shutil.copytree(root, d)
+    folder = d / "UCF_Train_ten_crop_i3d"
+    row = {"profile": "32x2", "weights_sha256": "abc", "random_init": False, "crops": 1, "short_side": 256,
+           "crop_size": 224, "norm": "kinetics", "tail": "pad", "clip_len": 16, "status": "ok"}
+    lines = [json.dumps({**row, "video": p.name[:-len("_i3d.npy")]}) for p in sorted(folder.glob("*.npy"))]
+    (folder / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    assert run(d, tmp_path / "run") == 0
+    meta = load(tmp_path / "run" / "model.pt")["extractor"]
+    assert meta["profile"] == "32x2" and meta["weights_sha256"] == "abc" and meta["videos_described"] == 12
+    lines[0] = lines[0].replace('"32x2"', '"8x8"')
+    (folder / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    assert run(d, tmp_path / "run2") == 2
+    assert "manifest.jsonl" in capsys.readouterr().err
+
+
+def test_no_manifest_means_unknown_extractor(root, tmp_path):
+    assert run(root, tmp_path / "run") == 0
+    assert load(tmp_path / "run" / "model.pt")["extractor"] is None
