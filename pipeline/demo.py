@@ -111,7 +111,7 @@ def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | No
     t = _step("3/5 training on video-level labels (python -m pipeline.train)")
     rc = train.main(["--dataset", "ucf", "--data-root", str(data), "--out", str(run), "--epochs", str(cfg["epochs"]),
                      "--T", str(cfg["T"]), "--batch-size", str(cfg["batch_size"]), "--seed", str(seed),
-                     "--device", device])
+                     "--device", device, "--standardize"])   # random-weight I3D features have an arbitrary scale
     if rc != 0:
         raise RuntimeError(f"training failed (exit code {rc})")
     times["train"] = time.time() - t

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from . import data as D
+from .cli import run_cli
 from .io import atomic_save_npz, atomic_write_json
 from .metrics import CLIP_LEN, ScoredVideo, clip_to_frame_scores, frame_report
 from .model import AnomalyGCN
@@ -153,13 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    try:
-        evaluate(a.dataset, a.data_root, a.checkpoint, a.out, a.device, a.test_list, a.annotations,
-                 a.features, a.far_threshold, a.quiet)
-    except (D.DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: evaluate(a.dataset, a.data_root, a.checkpoint, a.out, a.device, a.test_list,
+                                    a.annotations, a.features, a.far_threshold, a.quiet))
 
 
 if __name__ == "__main__":

@@ -603,9 +603,9 @@ def run(inputs: Sequence[Path], out_dir: Path, extractor: FeatureExtractor, *, w
 
 
 def _row(meta: Dict[str, Any], info: Dict[str, Any], rank: int) -> Dict[str, Any]:
-    row = {k: meta.get(k) for k in ("profile", "weights", "weights_sha256", "random_init", "crops",
+    row = {k: meta.get(k) for k in ("profile", "weights", "weights_sha256", "random_init", "seed", "crops",
                                     "short_side", "crop_size", "norm", "tail", "dtype",
-                                    "precision", "decoder", "clip_len")}
+                                    "precision", "decoder", "clip_len", "feature_dim")}
     row.update(frames=None, fps=None, clips=None, error=None)
     row.update(info)
     row.update(rank=rank, host=socket.gethostname(), time=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -2,7 +2,10 @@
 and their sum (eq. 3)."""
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 EPS = 1e-6
 
@@ -23,6 +26,28 @@ def kmax_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     y = labels.to(top.dtype)[:, None]                                      # (B, 1)
     bce = -(y * torch.log(top) + (1 - y) * torch.log(1 - top))             # (B, k)
     return bce.mean(dim=1).mean()
+
+
+def kmax_loss_logits(logits: torch.Tensor, labels: torch.Tensor, boost: torch.Tensor | None = None,
+                     alpha: float = 1.0) -> torch.Tensor:
+    """Eq. 2 on the expanded scores of eq. 5, computed from logits so it never saturates.
+
+    With ``s = sigmoid(z)`` and ``s' = min(alpha * s, 1)`` where ``boost`` is set (else ``s' = s``):
+    ``log s' = min(log alpha + logsigmoid(z), 0)`` and ``log(1 - s) = logsigmoid(-z)``. The top-k
+    segments are those of largest ``s'``. Equal to ``kmax_loss(expand_scores(...))`` wherever the
+    sigmoid has not saturated in float32; unlike it, the gradient does not vanish at s = 0 or 1.
+    Boosting applies to abnormal videos only (eq. 5), so ``log(1 - s')`` is never needed for a boosted
+    segment of a normal video. logits: (B, T); labels: (B,); boost: (B, T) bool or None.
+    """
+    log_s = F.logsigmoid(logits)                                            # (B, T)
+    if boost is not None:
+        gain = boost.to(logits.dtype) * math.log(alpha)
+        log_s = torch.clamp(log_s + gain, max=0.0)                          # log min(alpha s, 1)
+    k = kmax_k(logits.shape[1])
+    top_log_s, idx = torch.topk(log_s, k, dim=1)                            # (B, k), ranked by s'
+    top_log_1ms = F.logsigmoid(-torch.gather(logits, 1, idx))               # (B, k)
+    y = labels.to(logits.dtype)[:, None]                                    # (B, 1)
+    return -(y * top_log_s + (1 - y) * top_log_1ms).mean(dim=1).mean()
 
 
 def centre_distance(centres: torch.Tensor) -> torch.Tensor:

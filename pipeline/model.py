@@ -80,7 +80,12 @@ class GraphConv(nn.Module):
 
 
 class AnomalyGCN(nn.Module):
-    """FC + three graph layers (Sec. 2.1). ``forward`` returns every intermediate output."""
+    """FC + three graph layers (Sec. 2.1). ``forward`` returns every intermediate output.
+
+    The buffers ``feature_mean`` / ``feature_std`` standardise the input per dimension; they are
+    0 / 1 (identity) unless training set them (``--standardize``), and travel in the state dict so
+    evaluation and detection apply the same transform.
+    """
 
     def __init__(self, in_dim: int = 2048, fc_dim: int = 512, gcn_dims: tuple[int, int] = (128, 32),
                  dropout: float = 0.6, sim_threshold: float = 0.7, adjacency: str = "learned"):
@@ -92,18 +97,21 @@ class AnomalyGCN(nn.Module):
         self.gcn2 = GraphConv(gcn_dims[0], gcn_dims[1], adjacency)
         self.gcn3 = GraphConv(gcn_dims[1], 1, adjacency)
         self.drop = nn.Dropout(dropout)
+        self.register_buffer("feature_mean", torch.zeros(in_dim))
+        self.register_buffer("feature_std", torch.ones(in_dim))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         # x: (B, T, in_dim)
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"expected features (B, T, {self.in_dim}), got {tuple(x.shape)}")
+        x = (x - self.feature_mean) / self.feature_std
         fc = self.drop(F.relu(self.fc(x)))                                  # (B, T, 512)
         a_sim = similarity_adjacency(fc, self.sim_threshold)                # (B, T, T)
         a_prox = proximity_adjacency(x.shape[1], x.device, fc.dtype)        # (T, T)
         g1 = self.drop(F.relu(self.gcn1(fc, a_sim, a_prox)))                # (B, T, 128)
         g2 = self.drop(F.relu(self.gcn2(g1, a_sim, a_prox)))                # (B, T, 32)
-        scores = torch.sigmoid(self.gcn3(g2, a_sim, a_prox)).squeeze(-1)    # (B, T)
-        return {"fc": fc, "gcn1": g1, "gcn2": g2, "scores": scores}
+        logits = self.gcn3(g2, a_sim, a_prox).squeeze(-1)                   # (B, T)
+        return {"fc": fc, "gcn1": g1, "gcn2": g2, "logits": logits, "scores": torch.sigmoid(logits)}
 
 
 class FCBaseline(nn.Module):
@@ -117,4 +125,5 @@ class FCBaseline(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         fc = self.drop(F.relu(self.fc(x)))                                   # (B, T, 512)
-        return {"fc": fc, "scores": torch.sigmoid(self.out(fc)).squeeze(-1)}  # (B, T)
+        logits = self.out(fc).squeeze(-1)                                    # (B, T)
+        return {"fc": fc, "logits": logits, "scores": torch.sigmoid(logits)}

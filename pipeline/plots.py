@@ -48,7 +48,7 @@ def draw_score_curve(ax, scores: np.ndarray, fps: float | None = None, gt: Seque
         ax.axvspan(s / unit, (e + 1) / unit, ymin=0.93, ymax=1.0, color=DETECT_COLOUR, alpha=0.9, lw=0,
                    label="detected" if i == 0 else None)
     if len(scores):
-        ax.stairs(scores, t, color=CURVE_COLOUR, lw=1.5, label="anomaly score")
+        ax.stairs(scores, t, baseline=None, color=CURVE_COLOUR, lw=1.5, label="anomaly score")
     if threshold is not None:
         ax.axhline(threshold, color="0.4", ls="--", lw=0.8, label=f"threshold {threshold:g}")
     ax.set_ylim(0, 1.05)

@@ -27,7 +27,8 @@ public WSVAD code), so the gap is visible. Headline metric: frame-level ROC-AUC 
 ShanghaiTech), AP (XD-Violence). Each cell is the mean and sample standard deviation over seeds.
 
 Cache. A run lives in ``<out>/runs/<key>/``, ``key`` = hash of the resolved training config
-(seed, epochs and data root included; output path, device and verbosity excluded) and of a
+(seed, epochs and data root included; output path, device and verbosity excluded; options
+listed in KEY_NEUTRAL only when set away from their neutral value) and of a
 fingerprint of the data root (split lists, annotations, feature file count and bytes). A run is
 done when its ``eval.json`` exists (written atomically); an interrupted run resumes from its
 ``last.pt`` (train's --resume), a trained but unevaluated one is only evaluated.
@@ -58,6 +59,11 @@ from .metrics import CLIP_LEN, ScoredVideo, clip_to_frame_scores, frame_report
 KEY_VERSION = 1
 #: TrainConfig fields that do not change a run's result and stay out of the cache key.
 KEY_EXCLUDE = ("out", "device", "resume", "overwrite", "quiet", "keep_epochs")
+#: Options added to TrainConfig after the first studies were cached, each with the value that gives
+#: the behaviour from before it existed: at that value the field stays out of the key, so adding an
+#: option does not invalidate every cached run. Add a line here when adding such an option; any
+#: other field, new or changed, is part of the key (a stale run is never reused).
+KEY_NEUTRAL = {"standardize": False}
 TABLES = ("2", "3", "4", "fig2")
 DEFAULT_ALPHAS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5)
 TEST_SELECTED_LABEL = "test-set selection (optimistic, not a valid protocol)"
@@ -135,7 +141,8 @@ def data_fingerprint(data_root: Path, dataset: str) -> dict:
 
 def key_material(cfg: TR.TrainConfig, fingerprint: dict) -> dict:
     """What a run's cache key hashes: its resolved config (minus KEY_EXCLUDE) and the data fingerprint."""
-    d = {k: v for k, v in asdict(cfg.resolved()).items() if k not in KEY_EXCLUDE}
+    d = {k: v for k, v in asdict(cfg.resolved()).items()
+         if k not in KEY_EXCLUDE and not (k in KEY_NEUTRAL and v == KEY_NEUTRAL[k])}
     d["data"] = fingerprint
     d["key_version"] = KEY_VERSION
     return d

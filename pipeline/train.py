@@ -36,9 +36,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import data as D
-from .clustering import CROSS_BATCH_WAYS, CrossBatchMemory, expand_scores, kmeans2, pseudo_labels
+from .cli import run_cli
+from .clustering import CROSS_BATCH_WAYS, CrossBatchMemory, kmeans2, pseudo_labels
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text
-from .losses import batch_clustering_loss, centre_distance, kmax_loss, kmax_k, total_loss
+from .losses import batch_clustering_loss, centre_distance, kmax_k, kmax_loss, kmax_loss_logits, total_loss
 from .metrics import video_level_auc
 from .model import ADJACENCIES, AnomalyGCN
 
@@ -63,7 +64,7 @@ class TrainConfig:
     lr: float = 1e-3                   # (ours) Adam
     weight_decay: float = 5e-4         # (ours)
     dropout: float = 0.6               # (ours)
-    lambda1: float = 0.1               # (ours) weight of L_bc, eq. 3
+    lambda1: float = 0.01              # (ours, by experiment: bench/RESULTS.md) weight of L_bc, eq. 3
     mu: float = 1.0                    # (ours) upper bound of the normal-cluster distance, eq. 1
     alpha: float = 1.3                 # paper: expansion factor, eq. 5
     cluster_layer: str = "gcn1"        # paper: GCN-1 (Table 3)
@@ -72,6 +73,7 @@ class TrainConfig:
     bcg: bool = True                   # clustering-guided scores (Table 2)
     kmeans_iters: int = 10             # (ours)
     adjacency: str = "learned"         # (ours) how the two graphs combine, see model.py
+    standardize: bool = False          # (ours) z-score inputs with training statistics (random-init I3D)
     val_fraction: float = 0.0          # held-out share of training videos for model selection
     keep_epochs: bool = False          # keep every epoch's model in epochs/ (for studies)
     resume: bool = False
@@ -133,8 +135,8 @@ def load_training_set(videos: list, T: int, dim: int = D.FEATURE_DIM, quiet: boo
     return FeatureSet([v.name for v in videos], labels, torch.stack(arrays))
 
 
-EXTRACTOR_KEYS = ("profile", "weights_sha256", "random_init", "crops", "short_side", "crop_size", "norm", "tail",
-                  "clip_len")
+EXTRACTOR_KEYS = ("profile", "weights_sha256", "random_init", "seed", "crops", "short_side", "crop_size", "norm",
+                  "tail", "clip_len")
 
 
 def extractor_meta(videos: list) -> dict | None:
@@ -246,8 +248,7 @@ def training_step(model, x, y, n_normal: int, memories: dict, cfg: TrainConfig,
                   generator: torch.Generator) -> tuple[torch.Tensor, dict]:
     """Forward one balanced batch and return the total loss (eq. 3) and its parts for the log."""
     out = model(x)
-    scores = out["scores"]                                                  # (B, T)
-    parts = {}
+    parts, boost = {}, None
     l_bc = torch.zeros((), device=x.device)
     if cfg.bc or cfg.bcg:
         z = F.normalize(out[cfg.cluster_layer], dim=-1)                     # (B, T, D')
@@ -257,15 +258,35 @@ def training_step(model, x, y, n_normal: int, memories: dict, cfg: TrainConfig,
             l_bc = cl["bc_normal"] + cl["bc_abnormal"]
             parts.update(bc_normal=cl["bc_normal"].item(), bc_abnormal=cl["bc_abnormal"].item())
         if cfg.bcg:
-            abn_scores = scores[n_normal:]
-            pseudo = torch.stack([pseudo_labels(s, a) for s, a in zip(abn_scores, cl["assign_abnormal"])])
-            pseudo = torch.cat([torch.zeros_like(scores[:n_normal]), pseudo.to(scores)])   # (B, T)
-            scores = expand_scores(scores, pseudo, y, cfg.alpha)
-            parts["pseudo_pos"] = pseudo[n_normal:].mean().item()
-    l_kmax = kmax_loss(scores, y)
+            scores = out["scores"][n_normal:]                               # (b, T) abnormal videos
+            pseudo = torch.stack([pseudo_labels(s, a) for s, a in zip(scores, cl["assign_abnormal"])])
+            boost = torch.zeros_like(out["scores"], dtype=torch.bool)       # (B, T): eq. 5's condition
+            boost[n_normal:] = pseudo > 0.5
+            parts["pseudo_pos"] = pseudo.mean().item()
+    l_kmax = kmax_loss_logits(out["logits"], y, boost, cfg.alpha)         # eq. 2 on eq. 5's scores
     loss = total_loss(l_kmax, l_bc, cfg.lambda1)
     parts.update(loss=loss.item(), kmax=l_kmax.item(), bc=l_bc.item())
     return loss, parts
+
+
+def standardize_inputs(model: AnomalyGCN, fs: FeatureSet, indices: list[int]) -> None:
+    """``--standardize``: per-dimension mean and std of the training segments into the model's buffers.
+
+    The std is floored at 1% of its mean over dimensions, so a dimension that is (almost) constant in
+    training cannot blow up at test time.
+    """
+    total = torch.zeros(fs.feats.shape[-1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    n = 0
+    for i in indices:                                                         # one video at a time
+        x = fs.feats[i].double().reshape(-1, fs.feats.shape[-1])              # (T * crops, D)
+        total += x.sum(0)
+        squares += (x * x).sum(0)
+        n += x.shape[0]
+    mean = total / n
+    std = (squares / n - mean * mean).clamp_min(0).sqrt()
+    model.feature_mean.copy_(mean)
+    model.feature_std.copy_(std.clamp_min(1e-2 * float(std.mean()) + 1e-12))
 
 
 @torch.no_grad()
@@ -322,7 +343,8 @@ def train(cfg: TrainConfig) -> Path:
     out = prepare_run_dir(cfg)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)            # data: validation split, batches, crops
+    kgen = torch.Generator().manual_seed(cfg.seed + 10_000)  # k-means starts: ablations keep the same batches
 
     root = Path(cfg.data_root)
     videos = D.load_split(root, cfg.dataset, "train", list_path=cfg.train_list, features_root=cfg.features)
@@ -332,7 +354,10 @@ def train(cfg: TrainConfig) -> Path:
     train_idx, val_idx = split_validation(fs.labels, cfg.val_fraction, gen)
     batches = BalancedBatches(fs.labels, train_idx, cfg.batch_size, gen)
 
-    model = model_from_config(cfg, in_dim).to(device)
+    model = model_from_config(cfg, in_dim)
+    if cfg.standardize:
+        standardize_inputs(model, fs, train_idx)
+    model = model.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
                            lr=cfg.lr, weight_decay=cfg.weight_decay)
     memories = {"normal": CrossBatchMemory(cfg.cross_batch, cfg.kmeans_iters),
@@ -346,6 +371,7 @@ def train(cfg: TrainConfig) -> Path:
         for k in memories:
             memories[k].load_state_dict(state["memory"][k])
         gen.set_state(state["generator"])
+        kgen.set_state(state["kmeans_generator"])
         torch.set_rng_state(state["torch_rng"])
         start, best = state["epoch"] + 1, state["best"]
         log_lines = [l for l in (out / "log.jsonl").read_text().splitlines()
@@ -368,7 +394,7 @@ def train(cfg: TrainConfig) -> Path:
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=cfg.quiet)
         for normal, abnormal in bar:
             x, y = batch_features(fs, normal, abnormal, gen, device)
-            loss, parts = training_step(model, x, y, len(normal), memories, cfg, gen)
+            loss, parts = training_step(model, x, y, len(normal), memories, cfg, kgen)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch}: loss is {float(loss)}; lower --lr or check the features")
             opt.zero_grad(set_to_none=True)
@@ -395,7 +421,8 @@ def train(cfg: TrainConfig) -> Path:
         atomic_write_text(out / "log.jsonl", "\n".join(log_lines) + "\n")
         atomic_torch_save({**model_checkpoint(model, cfg, epoch, in_dim, extractor), "optimizer": opt.state_dict(),
                            "memory": {k: m.state_dict() for k, m in memories.items()},
-                           "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "best": best},
+                           "generator": gen.get_state(), "kmeans_generator": kgen.get_state(),
+                           "torch_rng": torch.get_rng_state(), "best": best},
                           last)
         if not cfg.quiet:
             msg = " ".join(f"{k}={row[k]:.4f}" for k in ("loss", "kmax", "bc", "d_normal", "d_abnormal", "val_auc")
@@ -444,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bcg", dest="bcg", action="store_false", help="drop the clustering-guided scores (Table 2)")
     p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters)
     p.add_argument("--adjacency", default=d.adjacency, choices=ADJACENCIES, help="how the two graphs combine")
+    p.add_argument("--standardize", action="store_true",
+                   help="z-score each feature dimension with training statistics (stored in the model); "
+                        "useful for features of random-weight or unusual extractors")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="hold out this share of the training videos (stratified) and keep the checkpoint "
                         "with the best video-level AUC on them as best.pt; the test set is never used")
@@ -461,12 +491,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        train(config_from_args(args))
-    except (D.DataError, FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: train(config_from_args(args)))
 
 
 if __name__ == "__main__":

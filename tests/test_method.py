@@ -240,3 +240,43 @@ def test_clustering_loss_reaches_backbone_weights():
     batch_clustering_loss(c, normal=False, mu=1.0).backward()
     assert m.fc.weight.grad is not None and m.fc.weight.grad.abs().sum() > 0
     assert m.gcn1.weight.weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- eq. 2 + eq. 5 in logit space (what training uses)
+def test_kmax_loss_logits_equals_probability_form():
+    from pipeline.losses import kmax_loss_logits
+    torch.manual_seed(0)
+    logits = torch.randn(4, 10)
+    labels = torch.tensor([0, 1, 0, 1])
+    assert kmax_loss_logits(logits, labels).item() == pytest.approx(kmax_loss(torch.sigmoid(logits), labels).item(),
+                                                                     abs=1e-5)
+    boost = torch.rand(4, 10) > 0.5
+    boost[labels == 0] = False
+    expanded = expand_scores(torch.sigmoid(logits), boost.float(), labels, alpha=1.3)
+    assert kmax_loss_logits(logits, labels, boost, 1.3).item() == pytest.approx(kmax_loss(expanded, labels).item(),
+                                                                               abs=1e-5)
+
+
+def test_kmax_loss_logits_by_hand_and_unsaturated():
+    from pipeline.losses import kmax_loss_logits
+    # T=3 -> k=1; abnormal video logit 0 (s = .5) boosted by alpha 1.3: -log(.65) = 0.4307829
+    z = torch.tensor([[0.0, -5.0, -5.0]])
+    assert kmax_loss_logits(z, torch.tensor([1]), torch.tensor([[True, False, False]]), 1.3).item() == \
+        pytest.approx(0.4307829, abs=1e-6)
+    # a normal video scored with a huge logit: loss ~ the logit itself, gradient still 1 (no saturation)
+    z = torch.tensor([[40.0, 0.0, 0.0]], requires_grad=True)
+    loss = kmax_loss_logits(z, torch.tensor([0]))
+    loss.backward()
+    assert loss.item() == pytest.approx(40.0, abs=1e-4) and z.grad[0, 0].item() == pytest.approx(1.0)
+
+
+def test_model_standardisation_buffers_travel_in_state_dict():
+    m = AnomalyGCN(in_dim=4, dropout=0.0).eval()
+    x = torch.tensor([[[10.0, 20.0, 30.0, 40.0]]])
+    before = m(x)["scores"]
+    m.feature_mean.copy_(torch.tensor([10.0, 20.0, 30.0, 40.0]))
+    m.feature_std.fill_(2.0)
+    assert torch.allclose(m(x)["fc"], torch.relu(m.fc.bias))     # standardised input is 0
+    m2 = AnomalyGCN(in_dim=4, dropout=0.0).eval()
+    m2.load_state_dict(m.state_dict())
+    assert torch.equal(m2.feature_std, torch.full((4,), 2.0)) and not torch.equal(m2(x)["scores"], before)

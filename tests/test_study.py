@@ -170,6 +170,9 @@ def test_run_key(data_root, tmp_path):
     for change in (dict(seed=1), dict(epochs=3), dict(data_root=str(tmp_path)), dict(alpha=1.2), dict(lr=0.01)):
         assert S.run_key(replace(cfg, **change), fp) != k, change
     assert S.run_key(cfg, {**fp, "annotations": "other"}) != k
+    for name, neutral in S.KEY_NEUTRAL.items():       # an option at its neutral value leaves keys alone
+        assert name not in S.key_material(replace(cfg, **{name: neutral}), fp)
+        assert name in S.key_material(replace(cfg, **{name: not neutral}), fp)
 
 
 def test_parsers_and_errors(data_root, tmp_path, capsys):
