@@ -83,7 +83,6 @@ def _train_clip_supervised(videos: list[dict], features: Path, steps: int = 100)
     """
     torch.manual_seed(0)
     model = AnomalyGCN(in_dim=2048, dropout=0.0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     data = []
     for v in videos:
         x = torch.from_numpy(np.load(features / f"{v['name']}.npy"))[:, 0][None]      # (1, clips, 2048)
@@ -91,6 +90,11 @@ def _train_clip_supervised(videos: list[dict], features: Path, steps: int = 100)
         for s, e in v["anomalies"]:
             y[s // 16:e // 16 + 1] = 1.0
         data.append((x, y[None]))
+    # random-weight features have an arbitrary scale: standardise them as `train --standardize` does
+    allx = torch.cat([x[0] for x, _ in data])                                         # (clips, 2048)
+    model.feature_mean.copy_(allx.mean(0))
+    model.feature_std.copy_(allx.std(0).clamp_min(1e-2 * float(allx.std(0).mean())))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):
         opt.zero_grad()
         loss = sum(torch.nn.functional.binary_cross_entropy(model(x)["scores"], y) for x, y in data)
