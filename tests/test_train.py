@@ -178,3 +178,15 @@ def test_extraction_settings_travel_into_the_checkpoint(root, tmp_path, capsys):
 def test_no_manifest_means_unknown_extractor(root, tmp_path):
     assert run(root, tmp_path / "run") == 0
     assert load(tmp_path / "run" / "model.pt")["extractor"] is None
+
+
+def test_standardize_stores_training_statistics_in_the_model(root, tmp_path):
+    from pipeline import data as D
+    assert run(root, tmp_path / "run", "--standardize") == 0
+    state = load(tmp_path / "run" / "model.pt")["model"]
+    videos = D.load_split(root, "ucf", "train")
+    x = np.concatenate([D.resample(D.load_features(v.paths, dim=256), 16).astype(np.float16).astype(np.float64)
+                        .reshape(-1, 256) for v in videos])
+    assert np.allclose(state["feature_mean"].numpy(), x.mean(0), atol=1e-4)
+    assert np.allclose(state["feature_std"].numpy(), np.maximum(x.std(0), 1e-2 * x.std(0).mean()), atol=1e-4)
+    assert torch.equal(load(tmp_path / "run" / "model.pt")["model"]["feature_mean"], state["feature_mean"])
