@@ -5,7 +5,7 @@ import sys
 from typing import Callable
 
 #: Errors that mean bad input or a bad request (DataError is a ValueError), not a bug: no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (FileExistsError, FileNotFoundError, ValueError, RuntimeError)
+USER_ERRORS: tuple[type[BaseException], ...] = (FileExistsError, FileNotFoundError, ValueError)
 
 
 def run_cli(fn: Callable[[], object], errors: tuple[type[BaseException], ...] = USER_ERRORS) -> int:

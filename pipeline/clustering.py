@@ -77,6 +77,8 @@ def expand_scores(scores: torch.Tensor, pseudo: torch.Tensor, video_labels: torc
     """Eq. 5: ``s = min(alpha * s~, 1)`` where the video is abnormal and the pseudo-label is 1; else ``s~``.
 
     scores: (B, T); pseudo: (B, T) in {0, 1}; video_labels: (B,) in {0, 1}. Training only.
+    This is the reference form; training applies the same rule in log space inside
+    ``losses.kmax_loss_logits`` (a test checks the two agree).
     """
     boost = (pseudo > 0.5) & (video_labels[:, None] > 0.5)              # (B, T)
     return torch.where(boost, torch.clamp(alpha * scores, max=1.0), scores)

@@ -158,7 +158,9 @@ def extractor_meta(videos: list) -> dict | None:
     found = [rows[v.name] for v in videos if v.name in rows]
     if not found:
         return None
-    settings = {json.dumps({k: r.get(k) for k in EXTRACTOR_KEYS}, sort_keys=True) for r in found}
+    # the seed of the network only matters when its weights are random
+    settings = {json.dumps({k: (r.get(k) if k != "seed" or r.get("random_init") else None) for k in EXTRACTOR_KEYS},
+                           sort_keys=True) for r in found}
     if len(settings) > 1:
         raise D.DataError(f"{', '.join(str(m) for m in sorted(seen))}: the training features were extracted "
                           f"with different settings: {sorted(settings)}")
@@ -269,24 +271,29 @@ def training_step(model, x, y, n_normal: int, memories: dict, cfg: TrainConfig,
     return loss, parts
 
 
-def standardize_inputs(model: AnomalyGCN, fs: FeatureSet, indices: list[int]) -> None:
-    """``--standardize``: per-dimension mean and std of the training segments into the model's buffers.
+def feature_statistics(arrays) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std over all rows of ``arrays`` (each (..., D)), one array at a time.
 
     The std is floored at 1% of its mean over dimensions, so a dimension that is (almost) constant in
-    training cannot blow up at test time.
+    training cannot blow up at test time. -> mean (D,), std (D,) float64.
     """
-    total = torch.zeros(fs.feats.shape[-1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
+    total = squares = None
     n = 0
-    for i in indices:                                                         # one video at a time
-        x = fs.feats[i].double().reshape(-1, fs.feats.shape[-1])              # (T * crops, D)
-        total += x.sum(0)
-        squares += (x * x).sum(0)
+    for a in arrays:
+        x = torch.as_tensor(a).double().reshape(-1, a.shape[-1])                # (rows, D)
+        total = x.sum(0) if total is None else total + x.sum(0)
+        squares = (x * x).sum(0) if squares is None else squares + (x * x).sum(0)
         n += x.shape[0]
     mean = total / n
     std = (squares / n - mean * mean).clamp_min(0).sqrt()
+    return mean, std.clamp_min(1e-2 * float(std.mean()) + 1e-12)
+
+
+def standardize_inputs(model: AnomalyGCN, fs: FeatureSet, indices: list[int]) -> None:
+    """``--standardize``: the training segments' statistics into the model's input buffers."""
+    mean, std = feature_statistics(fs.feats[i] for i in indices)                # (D,), (D,)
     model.feature_mean.copy_(mean)
-    model.feature_std.copy_(std.clamp_min(1e-2 * float(std.mean()) + 1e-12))
+    model.feature_std.copy_(std)
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ import torch
 from pipeline import detect as det
 from pipeline.evaluate import score_clips
 from pipeline.model import AnomalyGCN
+from pipeline.train import feature_statistics
 from pipeline.synthvideo import Event, VideoSpec, write_ucf_dataset, write_video
 
 FX = ["--short-side", "64", "--crop-size", "56"]
@@ -91,9 +92,9 @@ def _train_clip_supervised(videos: list[dict], features: Path, steps: int = 100)
             y[s // 16:e // 16 + 1] = 1.0
         data.append((x, y[None]))
     # random-weight features have an arbitrary scale: standardise them as `train --standardize` does
-    allx = torch.cat([x[0] for x, _ in data])                                         # (clips, 2048)
-    model.feature_mean.copy_(allx.mean(0))
-    model.feature_std.copy_(allx.std(0).clamp_min(1e-2 * float(allx.std(0).mean())))
+    mean, std = feature_statistics(x[0] for x, _ in data)
+    model.feature_mean.copy_(mean)
+    model.feature_std.copy_(std)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):
         opt.zero_grad()

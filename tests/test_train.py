@@ -190,3 +190,22 @@ def test_standardize_stores_training_statistics_in_the_model(root, tmp_path):
     assert np.allclose(state["feature_mean"].numpy(), x.mean(0), atol=1e-4)
     assert np.allclose(state["feature_std"].numpy(), np.maximum(x.std(0), 1e-2 * x.std(0).mean()), atol=1e-4)
     assert torch.equal(load(tmp_path / "run" / "model.pt")["model"]["feature_mean"], state["feature_mean"])
+
+
+def test_extractor_seed_only_matters_for_random_weights(tmp_path):
+    from pipeline.data import Video
+    folder = tmp_path / "f"
+    folder.mkdir()
+    base = {"profile": "32x2", "weights_sha256": "abc", "crops": 1, "short_side": 256, "crop_size": 224,
+            "norm": "kinetics", "tail": "pad", "clip_len": 16}
+    videos = [Video(n, 0, "", [folder / f"{n}.npy"]) for n in ("a", "b")]
+
+    def write(random_init):
+        rows = [{**base, "video": n, "seed": s, "random_init": random_init} for n, s in (("a", 0), ("b", 7))]
+        (folder / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+    write(False)                                     # pretrained weights: the seeds differ, nothing else
+    assert T.extractor_meta(videos)["videos_described"] == 2
+    write(True)                                      # random weights: different seeds are different networks
+    with pytest.raises(T.D.DataError, match="different settings"):
+        T.extractor_meta(videos)
