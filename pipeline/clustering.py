@@ -12,6 +12,22 @@ import torch
 import torch.nn.functional as F
 
 CROSS_BATCH_WAYS = ("none", "1", "2", "3", "4")
+PSEUDO_RULES = ("cosine", "mean")
+PSEUDO_LABELS = ("cluster", "ones", "random")
+
+
+def clustering_input(h: torch.Tensor, center: bool = True) -> torch.Tensor:
+    """What batch k-means clusters: a layer's activations (B, T, D') -> L2-normalised (B, T, D').
+
+    ``h`` is taken *before* dropout (a dropout-masked copy scatters the points so much that K=2
+    k-means finds nothing). With ``center`` each video's mean over its T segments is removed first
+    (our choice, ``--cluster-center video``): without it, segments of one video sit together and K=2
+    k-means splits the batch by video or scene, which says nothing about anomalies (README, "How
+    the paper's equations act here"). Gradients flow through both operations.
+    """
+    if center:
+        h = h - h.mean(dim=1, keepdim=True)                           # (B, T, D')
+    return F.normalize(h, dim=-1, eps=1e-8)
 
 
 def random_init(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -37,7 +53,7 @@ def kmeans2(x: torch.Tensor, init: torch.Tensor, iters: int = 10,
     the live points (and extra points) assigned to it, so gradients reach x. A cluster that ends
     empty keeps its last centre as a constant.
     """
-    pts = x if extra is None else torch.cat([x, extra.to(x.dtype)], 0)   # (N + M, D)
+    pts = x if extra is None else torch.cat([x, extra.to(x)], 0)        # (N + M, D), memory on x's device
     with torch.no_grad():
         c = init.detach().to(pts.dtype).clone()                          # (2, D)
         data = pts.detach()
@@ -59,17 +75,32 @@ def kmeans2(x: torch.Tensor, init: torch.Tensor, iters: int = 10,
     return assign_all[: x.shape[0]], torch.stack(centres)               # (N,), (2, D)
 
 
-def pseudo_labels(scores: torch.Tensor, cluster_labels: torch.Tensor) -> torch.Tensor:
+def pseudo_labels(scores: torch.Tensor, cluster_labels: torch.Tensor, rule: str = "cosine") -> torch.Tensor:
     """Eq. 4: keep the cluster labels y^c of a video, or flip them, whichever agrees better with its scores.
 
-    scores: (T,) in [0, 1]; cluster_labels: (T,) in {0, 1}. ``S1 = cos(s, y^c)``, ``S2 = cos(s, 1 - y^c)``;
-    returns y^c if S1 > S2 else 1 - y^c, as float (T,). The cosine with an all-zero vector counts as 0.
+    scores: (T,) in [0, 1]; cluster_labels: (T,) in {0, 1}. ``rule="cosine"`` (the paper):
+    ``S1 = cos(s, y^c)``, ``S2 = cos(s, 1 - y^c)``; returns y^c if S1 > S2 else 1 - y^c, as float (T,).
+    The cosine with an all-zero vector counts as 0. ``cos(s, y) = sum_{y=1} s / (|s| sqrt(n_1))`` favours
+    the larger cluster: a cluster of share p wins against its complement only if its mean score is
+    ``sqrt((1-p)/p)`` times the other's (1.9x at p = 0.22). ``rule="mean"`` (ours): label 1 goes to
+    the cluster of higher mean score, whatever its size.
     """
     s = scores.detach().float()
     y = cluster_labels.float()
+    if rule == "mean":
+        n1 = y.sum()
+        if n1 == 0 or n1 == y.numel():
+            return y if float(s.mean()) >= 0.5 else 1 - y   # one cluster: label all by the mean score
+        keep = (s * y).sum() / n1 >= (s * (1 - y)).sum() / (y.numel() - n1)
+        return y if keep else 1 - y
     s1 = F.cosine_similarity(s, y, dim=0, eps=1e-8)
     s2 = F.cosine_similarity(s, 1 - y, dim=0, eps=1e-8)
     return y if s1 > s2 else 1 - y
+
+
+def random_pseudo_labels(shape, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Control for eq. 4: independent Bernoulli(rate) labels of the given shape (float, on the CPU)."""
+    return (torch.rand(shape, generator=generator) < rate).float()
 
 
 def expand_scores(scores: torch.Tensor, pseudo: torch.Tensor, video_labels: torch.Tensor,
@@ -119,10 +150,14 @@ class CrossBatchMemory:
             return kmeans2(store, farthest_init(store), self.iters)[1].to(x)
         return random_init(x, generator)
 
-    def extra_points(self) -> torch.Tensor | None:
-        """Way 4: the previous epoch's centres (2m, D), clustered along with the batch; else None."""
+    def extra_points(self, like: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Way 4: the previous epoch's centres (2m, D), clustered along with the batch; else None.
+
+        The memory lives on the CPU; with ``like`` the points come on its device and dtype (the batch's).
+        """
         if self.way == "4" and self.previous:
-            return torch.cat(self.previous, 0)
+            extra = torch.cat(self.previous, 0)
+            return extra if like is None else extra.to(like)
         return None
 
     def store(self, centres: torch.Tensor) -> None:

@@ -29,7 +29,7 @@ from . import data as D
 from .cli import run_cli
 from .io import atomic_save_npz, atomic_write_json
 from .metrics import CLIP_LEN, ScoredVideo, clip_to_frame_scores, frame_report
-from .model import AnomalyGCN
+from .model import AnomalyGCN, build_model
 
 HEADLINE = {"ucf": "auc", "sht": "auc", "xd": "ap"}
 
@@ -58,8 +58,7 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tu
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"{path}: not a pipeline checkpoint (no 'model'/'config' entries)")
     cfg = state["config"]
-    model = AnomalyGCN(in_dim=state["in_dim"], dropout=cfg.get("dropout", 0.0),
-                       adjacency=cfg.get("adjacency", "learned"))
+    model = build_model(cfg, state["in_dim"])
     model.load_state_dict(state["model"])
     model.to(device).eval()
     meta = {k: v for k, v in state.items() if k != "model"}
@@ -125,7 +124,9 @@ def format_report(r: dict) -> str:
              f"  frame AUC (%)            {_pct(r['auc'])}",
              f"  frame AP (%)             {_pct(r['ap'])}",
              f"  AUC anomalous only (%)   {_pct(r['auc_abnormal'])}",
-             f"  false alarms @{r['far_threshold']:.2f} (%) {_pct(r['far'])}"]
+             f"  false alarms @{r['far_threshold']:.2f} (%) {_pct(r['far'])}",
+             "  mean score: inside anomalies {}, outside them in anomalous videos {}, normal videos {}".format(
+                 *(f"{r[k]:.3f}" if r.get(k) is not None else "n/a" for k in ("mean_inside", "mean_outside", "mean_normal")))]
     if r["per_class"]:
         lines.append("  per class AUC (%): " + ", ".join(f"{c} {_pct(a).strip()}" for c, a in r["per_class"].items()))
     return "\n".join(lines)

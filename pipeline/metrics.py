@@ -46,6 +46,10 @@ class ScoredVideo:
     frame_labels: np.ndarray   # (F,) {0, 1}
 
 
+def _mean_or_none(x: np.ndarray) -> float | None:
+    return float(x.mean()) if x.size else None
+
+
 def frame_report(videos: list[ScoredVideo], far_threshold: float = 0.5) -> dict:
     """The evaluation report over all test videos.
 
@@ -54,6 +58,9 @@ def frame_report(videos: list[ScoredVideo], far_threshold: float = 0.5) -> dict:
     - ``far``: false-alarm rate, the fraction of frames of normal videos scored >= far_threshold.
     - ``per_class``: for each anomaly class, AUC over the frames of that class's videos and of all
       normal videos (the usual per-class protocol on UCF-Crime).
+    - ``mean_inside`` / ``mean_outside`` / ``mean_normal``: mean frame score inside the anomalous
+      intervals, outside them in the same anomalous videos, and in normal videos. A model that tells
+      videos apart but does not localise has ``mean_outside`` close to ``mean_inside`` (smearing).
     """
     if not videos:
         raise ValueError("no test videos to evaluate")
@@ -73,13 +80,20 @@ def frame_report(videos: list[ScoredVideo], far_threshold: float = 0.5) -> dict:
         "n_normal_videos": len(normal),
         "n_frames": int(labels.size),
         "n_anomalous_frames": int(labels.sum()),
+        "mean_inside": None,
+        "mean_outside": None,
+        "mean_normal": None,
     }
     if abnormal:
-        report["auc_abnormal"] = safe_auc(np.concatenate([v.frame_labels for v in abnormal]),
-                                          np.concatenate([v.frame_scores for v in abnormal]))
+        ab_labels = np.concatenate([v.frame_labels for v in abnormal])
+        ab_scores = np.concatenate([v.frame_scores for v in abnormal])
+        report["auc_abnormal"] = safe_auc(ab_labels, ab_scores)
+        report["mean_inside"] = _mean_or_none(ab_scores[ab_labels == 1])
+        report["mean_outside"] = _mean_or_none(ab_scores[ab_labels == 0])
     if normal:
         normal_scores = np.concatenate([v.frame_scores for v in normal])
         report["far"] = float((normal_scores >= far_threshold).mean())
+        report["mean_normal"] = _mean_or_none(normal_scores)
     classes = sorted({v.cls for v in abnormal if v.cls})
     for cls in classes:
         group = [v for v in abnormal if v.cls == cls] + normal

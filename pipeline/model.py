@@ -6,20 +6,37 @@
       -> GraphConv 128->32,  ReLU, dropout                 "gcn2"
       -> GraphConv 32->1, sigmoid                          "scores" (B, T) in [0, 1]
 
-Every graph convolution uses the same adjacency, built once per video from the FC output
-(Wu et al. 2020, HL-Net):
+Every graph convolution uses the same adjacency, built once per video (Wu et al. 2020, HL-Net):
 
 - feature similarity  A_sim[i, j]  = softmax_j( thr(cos(x_i, x_j)) ),  thr zeroes values < 0.7
 - temporal proximity  A_prox[i, j] = exp(-|i - j| / e),  rows normalised to sum to 1
 
-Our choice for combining them (the paper does not say): each graph layer owns one learned
+Which features the similarity graph is built from (``graph_features``) and how the threshold acts
+(``similarity``) are our choices, measured in bench/RESULTS.md ("Issue 8"):
+
+- ``graph_features="input"`` (default, as HL-Net): the (standardised) input features;
+  ``"fc"``: the FC output *before* dropout. Never the dropout-masked FC output: with p = 0.6 the cosine
+  of two identical segments falls to ~0.4, so in training no pair passes 0.7 while nearly all do at
+  test, and the network would train on one graph and be tested on another.
+- ``similarity="hlnet"`` (the paper's literal form): below-threshold cosines become 0 and still enter
+  the softmax with weight exp(0). I3D-like features have cosines of 0.8-0.95 between any two clips of a
+  video, so every row is a near-uniform average over the whole video: a "video mean" shortcut that
+  lets the k-max loss paint whole anomalous videos anomalous (smearing), worst on long test videos.
+  ``"centred"`` (default): cosines of the features minus their video mean, and below-threshold pairs get
+  weight 0 (a masked softmax; a row with no similar segment keeps only itself). A segment then averages
+  only over segments that deviate from the video in the same way, so an anomaly is not spread over
+  its video.
+
+Our choice for combining the graphs (the paper does not say): each graph layer owns one learned
 scalar w (initialised at 0.5 through a sigmoid) and uses the row-stochastic mix
 ``A = w * A_sim + (1 - w) * A_prox``. ``--adjacency sum`` uses the fixed 0.5/0.5 mix,
-``similarity`` or ``proximity`` one graph alone.
+``similarity`` or ``proximity`` one graph alone, ``none`` no graph at all (each layer sees only its
+own segment: the plain top-k MIL reference, not the paper's model).
 
 A graph convolution is ``H' = A H W + b`` (Kipf & Welling without self-normalisation, since A is
 already row-stochastic) plus a linear residual of H, as in HL-Net's graph layers.
-The module does no I/O and holds no global state.
+``forward`` returns each layer's activation *before* dropout ("fc", "gcn1", "gcn2"): these are what
+batch clustering sees (Sec. 2.2). The module does no I/O and holds no global state.
 """
 from __future__ import annotations
 
@@ -29,7 +46,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-ADJACENCIES = ("learned", "sum", "similarity", "proximity")
+ADJACENCIES = ("learned", "sum", "similarity", "proximity", "none")
+SIMILARITIES = ("centred", "hlnet")
+GRAPH_FEATURES = ("input", "fc")
 
 
 def similarity_adjacency(x: torch.Tensor, threshold: float = 0.7) -> torch.Tensor:
@@ -42,6 +61,22 @@ def similarity_adjacency(x: torch.Tensor, threshold: float = 0.7) -> torch.Tenso
     cos = xn @ xn.transpose(1, 2)                               # (B, T, T)
     cos = torch.where(cos < threshold, torch.zeros_like(cos), cos)
     return torch.softmax(cos, dim=-1)
+
+
+def centred_similarity_adjacency(x: torch.Tensor, threshold: float = 0.7) -> torch.Tensor:
+    """Similarity graph of the deviations from the video mean, below-threshold pairs masked out.
+
+    ``A[i, j] = softmax_j(cos(x_i - m, x_j - m))`` over the j with ``cos >= threshold`` (and j = i),
+    0 elsewhere; ``m`` is the mean of x over its T segments. x: (B, T, D) -> (B, T, T), rows sum to 1.
+    A segment like no other keeps only itself; a video-wide component (scene, video mean) cannot
+    connect every segment to every other.
+    """
+    xc = x - x.mean(dim=1, keepdim=True)                        # (B, T, D)
+    xn = F.normalize(xc, dim=-1, eps=1e-8)                      # (B, T, D)
+    cos = xn @ xn.transpose(1, 2)                               # (B, T, T)
+    eye = torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
+    keep = (cos >= threshold) | eye                             # (B, T, T)
+    return torch.softmax(cos.masked_fill(~keep, float("-inf")), dim=-1)
 
 
 def proximity_adjacency(T: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -74,6 +109,8 @@ class GraphConv(nn.Module):
 
     def forward(self, h: torch.Tensor, a_sim: torch.Tensor, a_prox: torch.Tensor) -> torch.Tensor:
         # h: (B, T, in), a_sim: (B, T, T), a_prox: (T, T) -> (B, T, out)
+        if self.adjacency == "none":
+            return self.weight(h) + self.residual(h)
         w = self.mix().to(h.dtype)
         a = w * a_sim + (1 - w) * a_prox
         return a @ self.weight(h) + self.residual(h)
@@ -88,10 +125,17 @@ class AnomalyGCN(nn.Module):
     """
 
     def __init__(self, in_dim: int = 2048, fc_dim: int = 512, gcn_dims: tuple[int, int] = (128, 32),
-                 dropout: float = 0.6, sim_threshold: float = 0.7, adjacency: str = "learned"):
+                 dropout: float = 0.6, sim_threshold: float = 0.7, adjacency: str = "learned",
+                 similarity: str = "centred", graph_features: str = "input"):
         super().__init__()
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        if graph_features not in GRAPH_FEATURES:
+            raise ValueError(f"graph_features must be one of {GRAPH_FEATURES}, got {graph_features!r}")
         self.in_dim = in_dim
         self.sim_threshold = sim_threshold
+        self.similarity = similarity
+        self.graph_features = graph_features
         self.fc = nn.Linear(in_dim, fc_dim)
         self.gcn1 = GraphConv(fc_dim, gcn_dims[0], adjacency)
         self.gcn2 = GraphConv(gcn_dims[0], gcn_dims[1], adjacency)
@@ -105,13 +149,27 @@ class AnomalyGCN(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"expected features (B, T, {self.in_dim}), got {tuple(x.shape)}")
         x = (x - self.feature_mean) / self.feature_std
-        fc = self.drop(F.relu(self.fc(x)))                                  # (B, T, 512)
-        a_sim = similarity_adjacency(fc, self.sim_threshold)                # (B, T, T)
+        fc = F.relu(self.fc(x))                                             # (B, T, 512), before dropout
+        src = x if self.graph_features == "input" else fc                   # never dropout-masked
+        graph = centred_similarity_adjacency if self.similarity == "centred" else similarity_adjacency
+        a_sim = graph(src, self.sim_threshold)                              # (B, T, T)
         a_prox = proximity_adjacency(x.shape[1], x.device, fc.dtype)        # (T, T)
-        g1 = self.drop(F.relu(self.gcn1(fc, a_sim, a_prox)))                # (B, T, 128)
-        g2 = self.drop(F.relu(self.gcn2(g1, a_sim, a_prox)))                # (B, T, 32)
-        logits = self.gcn3(g2, a_sim, a_prox).squeeze(-1)                   # (B, T)
+        g1 = F.relu(self.gcn1(self.drop(fc), a_sim, a_prox))                # (B, T, 128)
+        g2 = F.relu(self.gcn2(self.drop(g1), a_sim, a_prox))                # (B, T, 32)
+        logits = self.gcn3(self.drop(g2), a_sim, a_prox).squeeze(-1)        # (B, T)
         return {"fc": fc, "gcn1": g1, "gcn2": g2, "logits": logits, "scores": torch.sigmoid(logits)}
+
+
+def build_model(config: dict, in_dim: int) -> AnomalyGCN:
+    """The model a run's settings describe (train's TrainConfig as a dict, or a checkpoint's config).
+
+    Checkpoints from before ``similarity``/``graph_features`` existed were trained with HL-Net's
+    literal graph on FC outputs, so those are the fallbacks.
+    """
+    return AnomalyGCN(in_dim=in_dim, dropout=config.get("dropout", 0.0),
+                      adjacency=config.get("adjacency", "learned"),
+                      similarity=config.get("similarity", "hlnet"),
+                      graph_features=config.get("graph_features", "fc"))
 
 
 class FCBaseline(nn.Module):

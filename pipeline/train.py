@@ -6,7 +6,8 @@
 
 One step (batch of B/2 normal + B/2 abnormal videos, each resampled to T segments):
     out = model(x)                                   x (B, T, 2048) -> scores (B, T)
-    z   = normalize(out[cluster_layer])              (B, T, D')  (GCN-1 by default)
+    z   = normalize(out[cluster_layer] - video mean) (B, T, D')  GCN-1 before dropout; the mean of
+                                                     each video removed (--cluster-center video)
     k-means K=2 on the normal videos' segments  -> centres c^n, L_bc^n = min(d^n, mu)   (eq. 1)
     k-means K=2 on the abnormal videos' segments -> centres c^a, L_bc^a = 1 / d^a        (eq. 1)
     pseudo-labels of abnormal segments (eq. 4), scores expanded by alpha (eq. 5)
@@ -37,14 +38,20 @@ from tqdm import tqdm
 
 from . import data as D
 from .cli import run_cli
-from .clustering import CROSS_BATCH_WAYS, CrossBatchMemory, kmeans2, pseudo_labels
+from . import diagnostics as DG
+from .clustering import (CROSS_BATCH_WAYS, PSEUDO_LABELS, PSEUDO_RULES, CrossBatchMemory, clustering_input,
+                         kmeans2, pseudo_labels, random_pseudo_labels)
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text
 from .losses import batch_clustering_loss, centre_distance, kmax_k, kmax_loss, kmax_loss_logits, total_loss
 from .metrics import video_level_auc
-from .model import ADJACENCIES, AnomalyGCN
+from .model import ADJACENCIES, GRAPH_FEATURES, SIMILARITIES, AnomalyGCN, build_model
 
 DEFAULT_T = {"ucf": 150, "sht": 100, "xd": 200}
 CLUSTER_LAYERS = ("fc", "gcn1", "gcn2")
+CLUSTER_CENTERS = ("video", "none")
+#: --paper-literal: the paper's (and HL-Net's) literal forms where ours differ (README, "How the
+#: paper's equations act here").
+PAPER_LITERAL = dict(similarity="hlnet", graph_features="input", cluster_center="none", pseudo_rule="cosine")
 
 
 @dataclass
@@ -73,6 +80,12 @@ class TrainConfig:
     bcg: bool = True                   # clustering-guided scores (Table 2)
     kmeans_iters: int = 10             # (ours)
     adjacency: str = "learned"         # (ours) how the two graphs combine, see model.py
+    similarity: str = "centred"        # (ours) similarity graph: "centred" (masked, video mean removed) or
+                                       # "hlnet" (the literal form), see model.py
+    graph_features: str = "input"      # similarity graph built from the input features (HL-Net) or "fc"
+    cluster_center: str = "video"      # (ours) remove each video's mean before k-means ("none": literal)
+    pseudo_rule: str = "cosine"        # eq. 4 ("cosine", literal) or "mean": the cluster of higher mean score
+    pseudo_labels: str = "cluster"     # control: "ones" (every abnormal segment boosted), "random"
     standardize: bool = False          # (ours) z-score inputs with training statistics (random-init I3D)
     val_fraction: float = 0.0          # held-out share of training videos for model selection
     keep_epochs: bool = False          # keep every epoch's model in epochs/ (for studies)
@@ -92,6 +105,13 @@ class TrainConfig:
             raise ValueError(f"--cluster-layer must be one of {CLUSTER_LAYERS}")
         if c.cross_batch not in CROSS_BATCH_WAYS:
             raise ValueError(f"--cross-batch must be one of {CROSS_BATCH_WAYS}")
+        for name, value, allowed in (("similarity", c.similarity, SIMILARITIES),
+                                     ("graph-features", c.graph_features, GRAPH_FEATURES),
+                                     ("cluster-center", c.cluster_center, CLUSTER_CENTERS),
+                                     ("pseudo-rule", c.pseudo_rule, PSEUDO_RULES),
+                                     ("pseudo-labels", c.pseudo_labels, PSEUDO_LABELS)):
+            if value not in allowed:
+                raise ValueError(f"--{name} must be one of {allowed}, got {value!r}")
         if c.batch_size < 2:
             raise ValueError("--batch-size must be at least 2 (half normal, half abnormal)")
         if not 0.0 <= c.val_fraction < 1.0:
@@ -169,6 +189,19 @@ def extractor_meta(videos: list) -> dict | None:
     return meta
 
 
+def load_segment_truth(root: Path, names: list[str], T: int) -> torch.Tensor | None:
+    """Per-segment anomaly truth (N, T) uint8 of the training videos, resampled like their features,
+    when the data root is generated and has ``synth_truth.npz``; else None. Only for measuring."""
+    path = root / "synth_truth.npz"
+    if not path.is_file():
+        return None
+    from .synth import load_truth
+    truth = load_truth(root)
+    if not all(n in truth for n in names):
+        return None
+    return torch.from_numpy(np.stack([DG.segment_truth(truth[n]["clip_labels"], T) for n in names]))
+
+
 def split_validation(labels: torch.Tensor, fraction: float, generator: torch.Generator):
     """Stratified hold-out: ``round(fraction * n)`` videos of each label (at least one when fraction > 0)."""
     train, val = [], []
@@ -224,47 +257,86 @@ def batch_features(fs: FeatureSet, normal: list[int], abnormal: list[int], gener
     return x.to(device), fs.labels[idx].to(device)
 
 
+def rng_state(device: torch.device) -> dict:
+    """The global RNG states a resumed run must restore (CPU, and CUDA when training there)."""
+    state = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+
+
 # ----------------------------------------------------------------------------- one step
 
 def clustering_step(z: torch.Tensor, n_normal: int, memories: dict, cfg: TrainConfig,
                     generator: torch.Generator) -> dict:
     """Batch k-means (Sec. 2.2) of the normal and the abnormal videos' segments, separately.
 
-    z: (B, T, D') normalised features, normal videos first. Returns the centres, the abnormal
-    videos' cluster labels (n_abnormal, T) and the loss terms of eq. 1.
+    z: (B, T, D') clustering input (``clustering.clustering_input``), normal videos first. Returns
+    the centres, the abnormal videos' cluster labels (n_abnormal, T) and the loss terms of eq. 1.
     """
     B, T, Dz = z.shape
     result = {}
     for kind, part in (("normal", z[:n_normal]), ("abnormal", z[n_normal:])):
         pts = part.reshape(-1, Dz)                                          # (b * T, D')
         mem = memories[kind]
-        assign, centres = kmeans2(pts, mem.init_for(pts, generator), cfg.kmeans_iters, mem.extra_points())
+        assign, centres = kmeans2(pts, mem.init_for(pts, generator), cfg.kmeans_iters, mem.extra_points(pts))
         mem.store(centres)
         result[f"bc_{kind}"] = batch_clustering_loss(centres, kind == "normal", cfg.mu)
         result[f"d_{kind}"] = centre_distance(centres).detach()
         result[f"assign_{kind}"] = assign.reshape(-1, T)                    # (b, T)
+        result[f"centres_{kind}"] = centres
     return result
 
 
+def guided_boost(scores: torch.Tensor, assign: torch.Tensor, cfg: TrainConfig,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Pseudo-labels of the abnormal videos' segments (eq. 4, or a control) -> (b, T) float in {0, 1}.
+
+    scores: (b, T) the abnormal videos' scores; assign: (b, T) their k-means cluster labels.
+    ``--pseudo-labels ones`` boosts every segment (eq. 5's clamp alone); ``random`` draws labels at the
+    rate the clustering gave in this batch, so only the clustering's information differs.
+    """
+    pseudo = torch.stack([pseudo_labels(s, a, cfg.pseudo_rule) for s, a in zip(scores, assign)])
+    if cfg.pseudo_labels == "ones":
+        return torch.ones_like(pseudo)
+    if cfg.pseudo_labels == "random":
+        return random_pseudo_labels(pseudo.shape, float(pseudo.mean()), generator).to(pseudo)
+    return pseudo
+
+
 def training_step(model, x, y, n_normal: int, memories: dict, cfg: TrainConfig,
-                  generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-    """Forward one balanced batch and return the total loss (eq. 3) and its parts for the log."""
+                  generator: torch.Generator, truth: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Forward one balanced batch and return the total loss (eq. 3) and its parts for the log.
+
+    x: (B, T, D) with the n_normal normal videos first; y: (B,). truth: (B, T) per-segment anomaly
+    truth when the data has it (generated data): only measured (``diagnostics``), never trained on.
+    """
     out = model(x)
     parts, boost = {}, None
     l_bc = torch.zeros((), device=x.device)
     if cfg.bc or cfg.bcg:
-        z = F.normalize(out[cfg.cluster_layer], dim=-1)                     # (B, T, D')
+        z = clustering_input(out[cfg.cluster_layer], cfg.cluster_center == "video")   # (B, T, D')
         cl = clustering_step(z, n_normal, memories, cfg, generator)
-        parts.update(d_normal=cl["d_normal"].item(), d_abnormal=cl["d_abnormal"].item())
+        parts.update(d_normal=cl["d_normal"].item(), d_abnormal=cl["d_abnormal"].item(),
+                     single_cluster=DG.single_cluster_share(cl["assign_abnormal"]))
         if cfg.bc:
             l_bc = cl["bc_normal"] + cl["bc_abnormal"]
             parts.update(bc_normal=cl["bc_normal"].item(), bc_abnormal=cl["bc_abnormal"].item())
+        pseudo = None
         if cfg.bcg:
-            scores = out["scores"][n_normal:]                               # (b, T) abnormal videos
-            pseudo = torch.stack([pseudo_labels(s, a) for s, a in zip(scores, cl["assign_abnormal"])])
+            pseudo = guided_boost(out["scores"][n_normal:], cl["assign_abnormal"], cfg, generator)   # (b, T)
             boost = torch.zeros_like(out["scores"], dtype=torch.bool)       # (B, T): eq. 5's condition
             boost[n_normal:] = pseudo > 0.5
-            parts["pseudo_pos"] = pseudo.mean().item()
+            parts["boosted"] = pseudo.mean().item()
+        if truth is not None:
+            parts.update(DG.mechanism_metrics(cl["assign_abnormal"], pseudo, out["scores"][n_normal:].detach(),
+                                              truth[n_normal:]))
     l_kmax = kmax_loss_logits(out["logits"], y, boost, cfg.alpha)         # eq. 2 on eq. 5's scores
     loss = total_loss(l_kmax, l_bc, cfg.lambda1)
     parts.update(loss=loss.item(), kmax=l_kmax.item(), bc=l_bc.item())
@@ -324,7 +396,7 @@ def better(new: dict, best: dict | None) -> bool:
 # ----------------------------------------------------------------------------- run
 
 def model_from_config(cfg: TrainConfig, in_dim: int) -> AnomalyGCN:
-    return AnomalyGCN(in_dim=in_dim, dropout=cfg.dropout, adjacency=cfg.adjacency)
+    return build_model(asdict(cfg), in_dim)
 
 
 def model_checkpoint(model, cfg: TrainConfig, epoch: int, in_dim: int, extractor: dict | None,
@@ -360,6 +432,7 @@ def train(cfg: TrainConfig) -> Path:
     extractor = extractor_meta(videos)
     train_idx, val_idx = split_validation(fs.labels, cfg.val_fraction, gen)
     batches = BalancedBatches(fs.labels, train_idx, cfg.batch_size, gen)
+    seg_truth = load_segment_truth(root, fs.names, cfg.T)       # (N, T) or None: measured, never trained on
 
     model = model_from_config(cfg, in_dim)
     if cfg.standardize:
@@ -379,7 +452,7 @@ def train(cfg: TrainConfig) -> Path:
             memories[k].load_state_dict(state["memory"][k])
         gen.set_state(state["generator"])
         kgen.set_state(state["kmeans_generator"])
-        torch.set_rng_state(state["torch_rng"])
+        set_rng_state(state, device)
         start, best = state["epoch"] + 1, state["best"]
         log_lines = [l for l in (out / "log.jsonl").read_text().splitlines()
                      if l.strip() and json.loads(l)["epoch"] <= state["epoch"]] if (out / "log.jsonl").exists() else []
@@ -397,11 +470,12 @@ def train(cfg: TrainConfig) -> Path:
 
     model.train()
     for epoch in range(start, cfg.epochs + 1):
-        t0, sums, n = time.time(), {}, 0
+        t0, sums, counts, n = time.time(), {}, {}, 0
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=cfg.quiet)
         for normal, abnormal in bar:
             x, y = batch_features(fs, normal, abnormal, gen, device)
-            loss, parts = training_step(model, x, y, len(normal), memories, cfg, kgen)
+            truth = seg_truth[torch.tensor(normal + abnormal)] if seg_truth is not None else None
+            loss, parts = training_step(model, x, y, len(normal), memories, cfg, kgen, truth)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch}: loss is {float(loss)}; lower --lr or check the features")
             opt.zero_grad(set_to_none=True)
@@ -409,11 +483,12 @@ def train(cfg: TrainConfig) -> Path:
             opt.step()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + 1
             n += 1
             bar.set_postfix(loss=f"{parts['loss']:.4f}")
         for m in memories.values():
             m.end_epoch()
-        row = {"epoch": epoch, **{k: v / n for k, v in sums.items()}, "seconds": round(time.time() - t0, 3)}
+        row = {"epoch": epoch, **{k: v / counts[k] for k, v in sums.items()}, "seconds": round(time.time() - t0, 3)}
         extra = {}
         if val_idx:
             row.update(validate(model, fs, val_idx, device))
@@ -429,10 +504,11 @@ def train(cfg: TrainConfig) -> Path:
         atomic_torch_save({**model_checkpoint(model, cfg, epoch, in_dim, extractor), "optimizer": opt.state_dict(),
                            "memory": {k: m.state_dict() for k, m in memories.items()},
                            "generator": gen.get_state(), "kmeans_generator": kgen.get_state(),
-                           "torch_rng": torch.get_rng_state(), "best": best},
+                           **rng_state(device), "best": best},
                           last)
         if not cfg.quiet:
-            msg = " ".join(f"{k}={row[k]:.4f}" for k in ("loss", "kmax", "bc", "d_normal", "d_abnormal", "val_auc")
+            msg = " ".join(f"{k}={row[k]:.4f}" for k in ("loss", "kmax", "bc", "d_normal", "d_abnormal", "purity",
+                                                          "pseudo_precision", "val_auc")
                            if isinstance(row.get(k), float))
             print(f"epoch {epoch}/{cfg.epochs} {msg} ({row['seconds']:.1f}s)", flush=True)
     final_epoch = max(cfg.epochs, start - 1)
@@ -478,6 +554,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bcg", dest="bcg", action="store_false", help="drop the clustering-guided scores (Table 2)")
     p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters)
     p.add_argument("--adjacency", default=d.adjacency, choices=ADJACENCIES, help="how the two graphs combine")
+    p.add_argument("--similarity", default=d.similarity, choices=SIMILARITIES,
+                   help="similarity graph: 'centred' (ours: cosines of deviations from the video mean, "
+                        "pairs below 0.7 masked out) or 'hlnet' (the literal softmax of thresholded cosines)")
+    p.add_argument("--graph-features", default=d.graph_features, choices=GRAPH_FEATURES,
+                   help="features the similarity graph is built from: the input (HL-Net) or the FC output "
+                        "before dropout")
+    p.add_argument("--cluster-center", default=d.cluster_center, choices=CLUSTER_CENTERS,
+                   help="remove each video's mean from the clustered activations before k-means (ours), "
+                        "or cluster them as they are ('none', literal)")
+    p.add_argument("--pseudo-rule", default=d.pseudo_rule, choices=PSEUDO_RULES,
+                   help="eq. 4: 'cosine' (the paper) or 'mean' (the cluster of higher mean score is anomalous)")
+    p.add_argument("--pseudo-labels", default=d.pseudo_labels, choices=PSEUDO_LABELS,
+                   help="controls for eq. 4-5: 'cluster' (the method), 'ones' (boost every abnormal segment: "
+                        "the clamp alone), 'random' (random labels at the clustering's positive rate)")
+    p.add_argument("--paper-literal", action="store_true",
+                   help="the paper's literal forms where ours differ: --similarity hlnet --graph-features input "
+                        "--cluster-center none --pseudo-rule cosine (overrides those flags)")
     p.add_argument("--standardize", action="store_true",
                    help="z-score each feature dimension with training statistics (stored in the model); "
                         "useful for features of random-weight or unusual extractors")
@@ -493,7 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if getattr(args, "paper_literal", False):
+        values.update(PAPER_LITERAL)
+    return TrainConfig(**values)
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,276 @@
+"""Issue 8: the unmasked graph and clustering, eq. 4's rules, the controls, the mechanism measures,
+and how ``train.training_step`` wires the pieces (each wrong wiring must fail a test here)."""
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import diagnostics as DG
+from pipeline import train as TR
+from pipeline.clustering import (CrossBatchMemory, clustering_input, kmeans2, pseudo_labels,
+                                 random_pseudo_labels)
+from pipeline.losses import batch_clustering_loss
+from pipeline.metrics import ScoredVideo, frame_report
+from pipeline.model import AnomalyGCN, build_model, centred_similarity_adjacency
+
+
+# ---------------------------------------------------------------- the centred, masked similarity graph
+def test_centred_similarity_by_hand():
+    # video mean (1, .025); deviations (-1,-.025) x2, (1,-.025), (1,.075)
+    x = torch.tensor([[[0.0, 0.0], [0.0, 0.0], [2.0, 0.0], [2.0, 0.1]]])
+    a = centred_similarity_adjacency(x)[0]
+    assert torch.allclose(a[0], torch.tensor([0.5, 0.5, 0.0, 0.0]), atol=1e-6)        # cos 1 with its twin
+    # cos of rows 2 and 3: (1 - .025 * .075) / (sqrt(1 + .025^2) sqrt(1 + .075^2)) = 0.9950187
+    # softmax over {1, 0.9950187}: e / (e + e^0.9950187) = 0.5012453; opposite deviations (cos -1) masked
+    assert torch.allclose(a[2], torch.tensor([0.0, 0.0, 0.5012453, 0.4987547]), atol=1e-6)
+    assert torch.allclose(a.sum(1), torch.ones(4))
+
+
+def test_centred_similarity_ignores_the_video_wide_component():
+    # I3D-like features: a large shared component makes every raw cosine > 0.7, so HL-Net's graph is a
+    # near-uniform average of the whole video; the centred graph keeps a lone segment to itself.
+    torch.manual_seed(0)
+    base = torch.rand(64) + 1.0
+    x = base + 0.05 * torch.randn(1, 50, 64)                              # (1, 50, 64)
+    from pipeline.model import similarity_adjacency
+    assert similarity_adjacency(x)[0].max() < 0.05                        # every row near uniform
+    a = centred_similarity_adjacency(x)[0]
+    assert torch.allclose(torch.diagonal(a), torch.ones(50))              # noise deviations: only itself
+
+
+def test_graph_is_built_from_undropped_features():
+    # In training mode the similarity graph must equal the eval-mode one (no dropout inside it).
+    torch.manual_seed(0)
+    for gf in ("input", "fc"):
+        m = AnomalyGCN(in_dim=16, dropout=0.6, graph_features=gf)
+        x = torch.rand(2, 9, 16)
+        seen = []
+        import pipeline.model as M
+        orig = M.centred_similarity_adjacency
+        M.centred_similarity_adjacency = lambda src, thr: seen.append(src.clone()) or orig(src, thr)
+        try:
+            m.train()(x)
+            m.eval()(x)
+        finally:
+            M.centred_similarity_adjacency = orig
+        assert torch.equal(seen[0], seen[1]), gf
+
+
+def test_forward_returns_activations_before_dropout():
+    torch.manual_seed(0)
+    m = AnomalyGCN(in_dim=16, dropout=0.6)
+    x = torch.rand(2, 9, 16)
+    out = m.train()(x)
+    ref = torch.relu(m.fc(x))
+    assert torch.allclose(out["fc"], ref)                                 # no zeroed / rescaled units
+
+
+def test_build_model_defaults_of_old_checkpoints():
+    m = build_model({"dropout": 0.6, "adjacency": "sum"}, 8)
+    assert (m.similarity, m.graph_features) == ("hlnet", "fc")            # how old checkpoints were trained
+    m = build_model({"similarity": "centred", "graph_features": "input"}, 8)
+    assert (m.similarity, m.graph_features) == ("centred", "input")
+
+
+# ---------------------------------------------------------------- eq. 4 rules and the controls
+def test_pseudo_label_rules_by_hand():
+    # 2 of 8 segments in cluster 1 with mean score .6, the other 6 at .4:
+    # cosine rule: cos(s, y) = 1.2 / (|s| sqrt 2) = .8485/|s| < cos(s, 1-y) = 2.4 / (|s| sqrt 6) = .9798/|s|
+    # -> the larger cluster is called anomalous (eq. 4's bias); the mean rule picks the higher mean.
+    s = torch.tensor([0.6, 0.6, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4])
+    y = torch.tensor([1, 1, 0, 0, 0, 0, 0, 0])
+    assert pseudo_labels(s, y, "cosine").tolist() == [0, 0, 1, 1, 1, 1, 1, 1]
+    assert pseudo_labels(s, y, "mean").tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert pseudo_labels(s, 1 - y, "mean").tolist() == [1, 1, 0, 0, 0, 0, 0, 0]   # labels' names don't matter
+
+
+def test_random_pseudo_labels_rate_and_seed():
+    a = random_pseudo_labels((50, 40), 0.3, torch.Generator().manual_seed(0))
+    b = random_pseudo_labels((50, 40), 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and abs(float(a.mean()) - 0.3) < 0.03
+
+
+def test_clustering_input_removes_each_videos_mean():
+    pattern = torch.randn(1, 6, 4)
+    h = torch.cat([pattern + 5.0, pattern - 2.0])                         # two videos, different offsets
+    z = clustering_input(h, center=True)
+    assert torch.allclose(z[0], z[1], atol=1e-6)
+    assert torch.allclose(z.norm(dim=-1), torch.ones(2, 6))
+    assert not torch.allclose(clustering_input(h, center=False)[0], clustering_input(h, center=False)[1])
+
+
+def test_way4_memory_comes_on_the_batch_device_and_dtype():
+    mem = CrossBatchMemory("4")
+    mem.store(torch.randn(2, 3))
+    mem.end_epoch()
+    like = torch.empty(5, 3, device="meta", dtype=torch.float64)
+    extra = mem.extra_points(like)
+    assert extra.device.type == "meta" and extra.dtype == torch.float64 and extra.shape == (2, 3)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    assign, c = kmeans2(x, x[:2], extra=mem.extra_points(x))
+    assert c.dtype == torch.float64 and assign.shape == (6,)
+
+
+# ---------------------------------------------------------------- the mechanism measures
+def test_diagnostics_by_hand():
+    assign = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]])
+    truth = torch.tensor([[1, 0, 0, 0], [0, 0, 1, 1]])
+    # cluster 1: {1, 0} -> max 1; cluster 0: {0,0,0,0,1,1} -> max 4; purity 5/8
+    assert DG.cluster_purity(assign, truth) == pytest.approx(5 / 8)
+    assert DG.single_cluster_share(assign) == pytest.approx(0.5)
+    prec, rec = DG.precision_recall(assign, truth)                        # tp 1, predicted 2, true 3
+    assert (prec, rec) == (pytest.approx(0.5), pytest.approx(1 / 3))
+    scores = torch.tensor([[0.9, 0.1, 0.2, 0.3], [0.1, 0.2, 0.8, 0.1]])
+    assert DG.topk_precision(scores, truth, 1) == pytest.approx(1.0)      # both top-1 picks anomalous
+    # 10 clips -> 4 segments (spans 0:2, 2:5, 5:7, 7:10); clips 3..6 anomalous -> fractions 0, 2/3, 1, 0
+    clip = np.array([0, 0, 0, 1, 1, 1, 1, 0, 0, 0], np.uint8)
+    assert DG.segment_truth(clip, 4).tolist() == [0, 1, 1, 0]
+
+
+def test_report_mean_scores_inside_outside_normal():
+    a = ScoredVideo("a", 1, "Abuse", np.array([0.9, 0.7, 0.2, 0.4]), np.array([1, 1, 0, 0]))
+    n = ScoredVideo("n", 0, "Normal", np.array([0.1, 0.3]), np.array([0, 0]))
+    r = frame_report([a, n])
+    assert r["mean_inside"] == pytest.approx(0.8) and r["mean_outside"] == pytest.approx(0.3)
+    assert r["mean_normal"] == pytest.approx(0.2)
+
+
+# ---------------------------------------------------------------- wiring of training_step
+def _batch(seed=0, T=12, D=16, n=3):
+    """n normal videos then n abnormal ones whose segments 2..4 carry a planted direction."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2 * n, T, D, generator=g)
+    x[n:, 2:5, :4] += 3.0
+    y = torch.tensor([0] * n + [1] * n)
+    return x, y, n
+
+
+def _cfg(**kw):
+    return replace(TR.TrainConfig(), dropout=0.0, **kw)
+
+
+def _step(cfg, x, y, n, seed=0, capture=None, model_seed=0):
+    torch.manual_seed(model_seed)
+    model = TR.model_from_config(cfg, x.shape[-1])
+    mems = {k: CrossBatchMemory(cfg.cross_batch) for k in ("normal", "abnormal")}
+    loss, parts = TR.training_step(model, x, y, n, mems, cfg, torch.Generator().manual_seed(seed))
+    return model, loss, parts
+
+
+def test_eq1_normal_term_uses_normal_videos_and_abnormal_term_abnormal_ones():
+    torch.manual_seed(0)
+    T, n = 6, 2
+    z = torch.randn(2 * n, T, 8)
+    z[:n, :3] += 10.0                                                     # normal videos: far-apart clusters
+    z = torch.nn.functional.normalize(z, dim=-1)
+    cfg = _cfg(cross_batch="none", mu=0.5)
+    mems = {k: CrossBatchMemory("none") for k in ("normal", "abnormal")}
+    r = TR.clustering_step(z, n, mems, cfg, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)                                   # replayed in the same order
+    for kind, part in (("normal", z[:n]), ("abnormal", z[n:])):
+        pts = part.reshape(-1, 8)
+        _, c = kmeans2(pts, mems[kind].init_for(pts, g))
+        d = torch.linalg.vector_norm(c[0] - c[1])
+        assert float(r[f"d_{kind}"]) == pytest.approx(float(d), rel=1e-5), kind
+    assert float(r["bc_normal"]) == pytest.approx(min(float(r["d_normal"]), 0.5), rel=1e-5)
+    assert float(r["bc_abnormal"]) == pytest.approx(1 / float(r["d_abnormal"]), rel=1e-5)
+    assert r["assign_abnormal"].shape == (n, T)
+
+
+def test_boost_comes_from_the_abnormal_half_only(monkeypatch):
+    x, y, n = _batch()
+    seen = {}
+    real = TR.kmax_loss_logits
+    monkeypatch.setattr(TR, "kmax_loss_logits", lambda z, lab, boost, a: seen.update(boost=boost) or real(z, lab, boost, a))
+    for rule in ("cosine", "mean"):
+        for labels in ("cluster", "ones", "random"):
+            _step(_cfg(pseudo_rule=rule, pseudo_labels=labels), x, y, n)
+            b = seen["boost"]
+            assert b.shape == (2 * n, x.shape[1]) and not b[:n].any(), (rule, labels)   # normal videos never boosted
+            if labels == "ones":
+                assert b[n:].all()
+
+
+def test_pseudo_labels_are_computed_from_abnormal_scores_and_clusters(monkeypatch):
+    x, y, n = _batch()
+    calls = []
+    real = TR.guided_boost
+    monkeypatch.setattr(TR, "guided_boost", lambda s, a, c, g: calls.append((s.detach().clone(), a.clone())) or real(s, a, c, g))
+    model, _, _ = _step(_cfg(), x, y, n)
+    scores, assign = calls[0]
+    with torch.no_grad():
+        ref = model.train()(x)["scores"][n:]
+    assert torch.allclose(scores, ref) and assign.shape == (n, x.shape[1])
+
+
+@pytest.mark.parametrize("layer", ["fc", "gcn1", "gcn2"])
+def test_cluster_layer_is_what_gets_clustered(monkeypatch, layer):
+    x, y, n = _batch()
+    seen = []
+    real = TR.clustering_input
+    monkeypatch.setattr(TR, "clustering_input", lambda h, c: seen.append(h.detach().clone()) or real(h, c))
+    model, _, _ = _step(_cfg(cluster_layer=layer), x, y, n)
+    with torch.no_grad():
+        ref = model.train()(x)[layer]
+    assert seen[0].shape == ref.shape and torch.allclose(seen[0], ref)
+
+
+def test_each_switch_changes_the_computation():
+    x, y, n = _batch()
+    base = _cfg(alpha=1.3)
+    _, loss, parts = _step(base, x, y, n)
+    # --no-bc: the loss is the k-max loss alone
+    _, l_nobc, p_nobc = _step(replace(base, bc=False), x, y, n)
+    assert float(l_nobc) == pytest.approx(p_nobc["kmax"]) and parts["loss"] != pytest.approx(p_nobc["loss"])
+    # lambda1 scales L_bc: L = L_kmax + lambda1 L_bc (eq. 3)
+    assert parts["loss"] == pytest.approx(parts["kmax"] + base.lambda1 * parts["bc"], rel=1e-5)
+    # --no-bcg: no boost -> a different k-max loss (boosted segments gain log alpha)
+    _, _, p_nobcg = _step(replace(base, bcg=False), x, y, n)
+    assert p_nobcg["kmax"] != pytest.approx(parts["kmax"]) and "boosted" not in p_nobcg
+    # the controls change which segments are boosted
+    _, _, p_ones = _step(replace(base, pseudo_labels="ones"), x, y, n)
+    assert p_ones["boosted"] == 1.0 and p_ones["kmax"] != pytest.approx(parts["kmax"])
+    # --cluster-center none clusters other points: other centre distances
+    _, _, p_nc = _step(replace(base, cluster_center="none"), x, y, n)
+    assert p_nc["d_abnormal"] != pytest.approx(parts["d_abnormal"])
+    # the graph options give other models
+    for kw in (dict(similarity="hlnet"), dict(graph_features="fc"), dict(adjacency="none")):
+        _, _, p = _step(replace(base, **kw), x, y, n)
+        assert p["kmax"] != pytest.approx(parts["kmax"]), kw
+
+
+def test_bc_gradient_reaches_the_backbone_through_the_wiring():
+    x, y, n = _batch()
+    cfg = _cfg(bcg=False, lambda1=1.0)
+    model, loss, _ = _step(cfg, x, y, n)
+    model_k, loss_k, _ = _step(replace(cfg, bc=False), x, y, n)
+    loss.backward()
+    loss_k.backward()
+    assert not torch.allclose(model.fc.weight.grad, model_k.fc.weight.grad)
+
+
+def test_training_step_logs_mechanism_metrics_with_truth():
+    x, y, n = _batch()
+    truth = torch.zeros(2 * n, x.shape[1], dtype=torch.uint8)
+    truth[n:, 2:5] = 1
+    torch.manual_seed(0)
+    cfg = _cfg()
+    model = TR.model_from_config(cfg, x.shape[-1])
+    mems = {k: CrossBatchMemory(cfg.cross_batch) for k in ("normal", "abnormal")}
+    _, parts = TR.training_step(model, x, y, n, mems, cfg, torch.Generator().manual_seed(0), truth)
+    assert parts["anomaly_rate"] == pytest.approx(3 / 12)
+    for k in ("purity", "pseudo_precision", "pseudo_recall", "topk_precision", "single_cluster", "boosted"):
+        assert k in parts and 0.0 <= parts[k] <= 1.0, k
+    # the planted direction is found: the centred clustering separates segments 2..4
+    assert parts["purity"] == pytest.approx(1.0)
+
+
+def test_paper_literal_flag_sets_the_literal_forms():
+    args = TR.build_parser().parse_args(["--paper-literal", "--similarity", "centred"])
+    cfg = TR.config_from_args(args)
+    assert (cfg.similarity, cfg.graph_features, cfg.cluster_center, cfg.pseudo_rule) == \
+        ("hlnet", "input", "none", "cosine")
+    cfg = TR.config_from_args(TR.build_parser().parse_args([]))
+    assert (cfg.similarity, cfg.cluster_center) == ("centred", "video")
