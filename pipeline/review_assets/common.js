@@ -129,8 +129,12 @@ function drawAxes(ctx, pad, pw, ph, f0, f1, fps) {
   const unit = fps > 0 ? fps : 1;
   const t0 = f0 / unit, t1 = f1 / unit;
   const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
-  let step = steps.find(s => (t1 - t0) / s <= Math.max(2, pw / 80)) || 14400;
-  if (!(fps > 0)) step = Math.max(1, Math.ceil((t1 - t0) / Math.max(2, pw / 80)));
+  const most = Math.max(2, pw / 80);                      // ticks at least 80 px apart
+  let step = steps.find(s => (t1 - t0) / s <= most) || 14400;
+  if (!(fps > 0)) {                                       // frames: 1, 2 or 5 times a power of ten
+    const raw = (t1 - t0) / most, p10 = Math.pow(10, Math.floor(Math.log10(Math.max(1, raw))));
+    step = [1, 2, 5, 10].map(m => m * p10).find(s => s >= raw) || 10 * p10;
+  }
   ctx.textAlign = "center"; ctx.textBaseline = "top";
   for (let t = Math.ceil(t0 / step) * step; t <= t1 + 1e-9; t += step) {
     const x = pad.l + (t - t0) / Math.max(1e-9, t1 - t0) * pw;

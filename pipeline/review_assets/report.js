@@ -114,15 +114,21 @@
     body.replaceChildren(...rows);
     drawSparks();
   }
-  // Sparklines are drawn when their row scrolls into view: 290 rows or 800, the page opens at once.
-  const seen = new IntersectionObserver(entries => {
-    for (const e of entries) if (e.isIntersecting) { paintSpark(e.target); seen.unobserve(e.target); }
-  }, {rootMargin: "200px"});
+  // Sparklines are drawn a batch per animation frame: 290 rows or 800, the page opens at once.
+  let sparkJob = 0;
   function paintSpark(tr) {
     const L = drawCurve(tr._spark, {scores: scoresOf(tr._v), gt: tr._v.gt, threshold: R.far_threshold, lineWidth: 1});
     drawErrors(tr._spark, L, tr._v);
   }
-  function drawSparks() { for (const tr of body.querySelectorAll("tr.video")) seen.observe(tr); }
+  function drawSparks() {
+    const todo = [...body.querySelectorAll("tr.video")], job = ++sparkJob;
+    body.dataset.sparks = "";
+    (function batch() {
+      if (job !== sparkJob) return;                       // a newer render took over
+      for (const tr of todo.splice(0, 40)) paintSpark(tr);
+      if (todo.length) requestAnimationFrame(batch); else body.dataset.sparks = "done";
+    })();
+  }
 
   for (const th of $("videos").tHead.querySelectorAll("th[data-key]")) {
     th.addEventListener("click", () => {
