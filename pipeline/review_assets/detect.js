@@ -226,4 +226,5 @@
   if (D.videos.length) { fromHash(); drawSparks(); }
   else { $("vname").textContent = "No video with results in this folder."; $("viewer").querySelectorAll(".curvebox, #controls, #intervals").forEach(e => { e.style.display = "none"; }); }
   document.body.dataset.ready = "1";
+  document.body.dataset.readyMs = performance.now().toFixed(0);
 })();

@@ -103,7 +103,7 @@
       if (filter === "normal" && v.label) continue;
       const spark = el("canvas", {class: "spark"});
       const tr = el("tr", {class: "video" + (open.has(i) ? " sel" : ""), dataset: {name: v.name},
-                           onclick: () => { open.has(i) ? open.delete(i) : open.add(i); render(); }},
+                           onclick: () => toggle(i, tr)},
         el("td", {class: "num"}, v.rank), el("td", {}, v.name), el("td", {}, v.cls || (v.label ? "anomalous" : "normal")),
         el("td", {class: "num"}, v.frames), el("td", {class: "num"}, v.missed), el("td", {class: "num"}, v.false_alarms),
         el("td", {class: "num"}, v.max_score.toFixed(3)), el("td", {}, spark));
@@ -113,6 +113,11 @@
     }
     body.replaceChildren(...rows);
     drawSparks();
+  }
+  function toggle(i, tr) {                               // open / close one video's curve in place
+    if (open.has(i)) { open.delete(i); tr.nextElementSibling.remove(); }
+    else { open.add(i); tr.after(detailRow(D.videos[i])); }
+    tr.classList.toggle("sel", open.has(i));
   }
   // Sparklines are drawn a batch per animation frame: 290 rows or 800, the page opens at once.
   let sparkJob = 0;
@@ -146,4 +151,5 @@
   $("filter").addEventListener("change", e => { filter = e.target.value; render(); });
   render();
   document.body.dataset.ready = "1";
+  document.body.dataset.readyMs = performance.now().toFixed(0);
 })();
