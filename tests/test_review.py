@@ -37,7 +37,7 @@ def _clip_curve(seed: int, n_clips: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     s = rng.random(n_clips) * 0.35
     s[2:4] = 0.62
-    s[5] = 0.55                        # one clip (1 s at 16 fps) after a 1-clip gap: merged at gap 1 s
+    s[5] = 0.55                        # one clip (1 s at 16 fps) after a 1-clip gap: joined at merge gap 2 s
     s[n_clips - 3] = 0.5               # exactly at the threshold
     s[n_clips // 2] = 0.9
     return s
@@ -126,6 +126,14 @@ def test_detect_page_is_offline_sorted_with_video_or_thumbnails(tmp_path):
     # a folder without results: a clear error naming it
     with pytest.raises(FileNotFoundError, match="summary.json"):
         RV.write_detect_review(tmp_path / "empty")
+
+
+def test_review_cli_rebuilds_page(tmp_path, capsys):
+    out = write_detect_folder(tmp_path, codecs=(("clip", "libx264", ".mp4"),), n_frames=112)
+    assert RV.main([str(out), "--no-thumbnails"]) == 0
+    assert "review.html" in capsys.readouterr().out and page_data(out / "review.html")["videos"][0]["frames"] == 112
+    assert RV.main([str(tmp_path / "nothing")]) == 2
+    assert "nothing" in capsys.readouterr().err
 
 
 def _scored_videos(n: int = 12, seed: int = 0) -> list[ScoredVideo]:
@@ -375,3 +383,26 @@ def test_detect_cli_writes_review_page(tmp_path):
     rec = result["pages"][0]
     assert "error" not in rec and rec["console_errors"] == [] and rec["page_errors"] == [], rec
     assert rec["results"][0] == "probe" and rec["results"][2] == pytest.approx(4.0, abs=0.1)
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MIST = SHARED / "data" / "ucf_crime" / "Temporal_Anomaly_Annotation_New.txt"
+
+
+@pytest.mark.skipif(not MIST.exists(), reason="../shared/data (real UCF-Crime annotation) not present")
+def test_report_page_for_the_ucf_test_set_stays_small(tmp_path):
+    """UCF-Crime's real test geometry (290 videos, 1.1 M frames, from MIST's annotation, which
+    records frame counts) with random scores: the page holds every video and stays under 0.6 MB."""
+    from pipeline import data as D
+    ann = D.read_annotations(MIST, "ucf")
+    rng = np.random.default_rng(0)
+    videos = []
+    for name, n in ann.n_frames.items():
+        clips = -(-int(n) // 16)
+        lab = ann.frame_labels(name, 16 * clips)
+        videos.append(ScoredVideo(name, int(lab.any()), ann.classes.get(name, ""),
+                                  clip_to_frame_scores(rng.random(clips)), lab))
+    page = RV.write_evaluation_review(tmp_path / "report.html", {"far_threshold": 0.5, "n_videos": 290}, videos)
+    data = page_data(page)
+    assert len(data["videos"]) == 290 and sum(v["frames"] for v in data["videos"]) == sum(len(v.frame_scores) for v in videos)
+    assert page.stat().st_size < 600_000
