@@ -19,6 +19,9 @@ it is refused), then the trained model, then, in ``--out`` (default ``detections
 * ``<video>.png``            the score over time with the detected intervals marked (paper Fig. 3).
 * ``summary.json``           settings, extractor and per-video results (merged with an earlier
   summary in the same folder). Existing per-video files are never overwritten without ``--overwrite``.
+* ``review.html``            (unless ``--no-html``) every video of the folder in a browser: the video,
+  its curve with a playhead, the intervals, a live threshold slider (:mod:`pipeline.review`);
+  rebuilt from ``summary.json`` on every run.
 
 Long videos: the model's graph is dense over a video's clips, so memory grows with the square of
 its length. Videos longer than ``--window`` clips (default 2048, ~18 minutes at 30 fps) are scored
@@ -287,7 +290,7 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
            merge_gap: float = DEFAULT_MERGE_GAP, window: int = DEFAULT_WINDOW,
            overlap: float = DEFAULT_OVERLAP, device: str = "auto", overwrite: bool = False,
            extractor_flags: dict[str, Any] | None = None, batch_size: int = 8, plot: bool = True,
-           quiet: bool = False) -> dict:
+           quiet: bool = False, html: bool = True) -> dict:
     """Run detection on ``videos`` and write the outputs; returns the summary dict.
 
     Raises CheckpointError / FileExistsError / FileNotFoundError / ValueError when nothing can run;
@@ -412,9 +415,13 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
     summary = dict(settings, videos=list(previous.values()),
                    n_ok=sum(r["status"] == "ok" for r in rows), n_failed=sum(r["status"] != "ok" for r in rows))
     atomic_write_json(summary_path, summary)
+    if html:                                    # the review page of the whole folder (pipeline/review.py)
+        from .review import write_detect_review
+        summary["review"] = str(write_detect_review(out))
     if not quiet:
         print(format_table(rows))
-        print(f"wrote per-video scores, intervals and plots, and {summary_path}")
+        print(f"wrote per-video scores, intervals and plots, and {summary_path}"
+              + (f"; review page {summary['review']}" if html else ""))
     summary["this_run"] = rows
     return summary
 
@@ -444,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="clips per I3D forward")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNGs")
+    p.add_argument("--html", dest="html", action="store_true", default=True,
+                   help="write review.html: the folder's videos, curves and intervals in a browser (default)")
+    p.add_argument("--no-html", dest="html", action="store_false", help="skip review.html")
     p.add_argument("--quiet", action="store_true", help="no progress or table")
     g = p.add_argument_group("extractor (default: as recorded in the checkpoint; a contradicting value is refused)")
     g.add_argument("--weights", default=None, help="I3D weights file (needed when the recorded path is not on this machine "
@@ -465,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = {k: getattr(a, k) for k in EXTRACTOR_FLAGS}
     try:
         summary = detect(a.videos, a.checkpoint, a.out, a.threshold, a.min_duration, a.merge_gap, a.window,
-                         a.overlap, a.device, a.overwrite, flags, a.batch_size, a.plot, a.quiet)
+                         a.overlap, a.device, a.overwrite, flags, a.batch_size, a.plot, a.quiet, a.html)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -13,7 +13,9 @@ A run directory as --checkpoint means its validation-selected ``best.pt`` when t
 else its final ``model.pt``; never a checkpoint picked by test AUC.
 
 With --out DIR: ``report.json`` (auc, ap, auc_abnormal, far, per_class, n_videos, n_frames, ...)
-and ``scores.npz`` (one array of clip scores per video, keyed by video name).
+and ``scores.npz`` (one array of clip scores per video, keyed by video name); with --html also
+``report.html`` (ROC/PR curves, per-class AUC, each test video's curve against its ground truth,
+worst first; :mod:`pipeline.review`).
 """
 from __future__ import annotations
 
@@ -76,8 +78,10 @@ def score_clips(model: AnomalyGCN, feats: np.ndarray, device: torch.device | str
 def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str | None = None,
              out: str | None = None, device: str = "auto", test_list: str | None = None,
              annotations: str | None = None, features: str | None = None, far_threshold: float = 0.5,
-             quiet: bool = False) -> dict:
+             quiet: bool = False, html: bool = False) -> dict:
     """Score the test split and return the report (also written under ``out`` when given)."""
+    if html and not out:
+        raise ValueError("--html writes report.html into --out; give --out DIR")
     if dataset not in D.DATASETS:
         raise ValueError(f"--dataset must be one of {D.DATASETS}, got {dataset!r}")
     root = Path(data_root or f"data/{dataset}")
@@ -106,10 +110,14 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
         out_dir = Path(out)
         atomic_save_npz(out_dir / "scores.npz", clip_scores)
         atomic_write_json(out_dir / "report.json", report)
+        if html:                                # the review page (pipeline/review.py)
+            from .review import write_evaluation_review
+            write_evaluation_review(out_dir / "report.html", report, scored)
     if not quiet:
         print(format_report(report))
         if out:
-            print(f"wrote {Path(out) / 'report.json'} and {Path(out) / 'scores.npz'}")
+            print(f"wrote {Path(out) / 'report.json'} and {Path(out) / 'scores.npz'}"
+                  + (f" and {Path(out) / 'report.html'}" if html else ""))
     return report
 
 
@@ -149,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotations", default=None, help="ground truth (default: found in the data root)")
     p.add_argument("--features", default=None, help="feature folder (default: <data-root>/features or the data root)")
     p.add_argument("--far-threshold", type=float, default=0.5, help="score threshold of the false-alarm rate")
+    p.add_argument("--html", action="store_true",
+                   help="also write report.html (ROC/PR, per-class AUC, every test video's curve; opens offline)")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -156,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     return run_cli(lambda: evaluate(a.dataset, a.data_root, a.checkpoint, a.out, a.device, a.test_list,
-                                    a.annotations, a.features, a.far_threshold, a.quiet))
+                                    a.annotations, a.features, a.far_threshold, a.quiet, a.html))
 
 
 if __name__ == "__main__":
