@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline import evaluate as E  # noqa: E402
@@ -76,11 +77,14 @@ def run(name: str, overrides: dict, seed: int, args) -> dict:
     res = {"name": name, "seed": seed, "overrides": overrides, "train_seconds": round(secs, 1), "mechanism": mech,
            "per_epoch": [{k: r.get(k) for k in ("epoch", "purity", "pseudo_precision", "topk_precision", "val_auc")}
                          for r in log]}
+    keys = ("auc", "ap", "auc_abnormal", "far", "mean_inside", "mean_outside", "mean_normal", "checkpoint_epoch")
     for sel, ckpt in (("final", run_dir / "model.pt"), ("validation", run_dir / "best.pt")):
-        if ckpt.exists():
+        if sel == "validation" and res.get("final") and ckpt.exists() and \
+                torch.load(ckpt, weights_only=True)["epoch"] == res["final"]["checkpoint_epoch"]:
+            res[sel] = res["final"]                       # the same weights: no second pass
+        elif ckpt.exists():
             r = E.evaluate("ucf", args.data_root, str(ckpt), None, "cpu", quiet=True)
-            res[sel] = {k: r[k] for k in ("auc", "ap", "auc_abnormal", "far", "mean_inside", "mean_outside",
-                                          "mean_normal", "checkpoint_epoch")}
+            res[sel] = {k: r[k] for k in keys}
     done.write_text(json.dumps(res, indent=1))
     for p in run_dir.glob("*.pt"):       # results are kept; checkpoints are not needed again
         p.unlink()

@@ -86,7 +86,7 @@ class TrainConfig:
     cluster_center: str = "video"      # (ours) remove each video's mean before k-means ("none": literal)
     pseudo_rule: str = "cosine"        # eq. 4 ("cosine", literal) or "mean": the cluster of higher mean score
     pseudo_labels: str = "cluster"     # control: "ones" (every abnormal segment boosted), "random"
-    standardize: bool = False          # (ours) z-score inputs with training statistics (random-init I3D)
+    standardize: bool = True           # (ours) z-score inputs with training statistics (bench/RESULTS.md, issue 8)
     val_fraction: float = 0.0          # held-out share of training videos for model selection
     keep_epochs: bool = False          # keep every epoch's model in epochs/ (for studies)
     resume: bool = False
@@ -571,9 +571,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper-literal", action="store_true",
                    help="the paper's literal forms where ours differ: --similarity hlnet --graph-features input "
                         "--cluster-center none --pseudo-rule cosine (overrides those flags)")
-    p.add_argument("--standardize", action="store_true",
-                   help="z-score each feature dimension with training statistics (stored in the model); "
-                        "useful for features of random-weight or unusual extractors")
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=d.standardize,
+                   help="z-score each feature dimension with the training videos' statistics (stored in the "
+                        "model, so evaluate and detect apply them); without it raw I3D-like features train "
+                        "slowly or not at all (bench/RESULTS.md, issue 8)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="hold out this share of the training videos (stratified) and keep the checkpoint "
                         "with the best video-level AUC on them as best.pt; the test set is never used")

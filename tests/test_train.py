@@ -190,6 +190,9 @@ def test_standardize_stores_training_statistics_in_the_model(root, tmp_path):
     assert np.allclose(state["feature_mean"].numpy(), x.mean(0), atol=1e-4)
     assert np.allclose(state["feature_std"].numpy(), np.maximum(x.std(0), 1e-2 * x.std(0).mean()), atol=1e-4)
     assert torch.equal(load(tmp_path / "run" / "model.pt")["model"]["feature_mean"], state["feature_mean"])
+    assert run(root, tmp_path / "raw", "--no-standardize") == 0                      # the identity transform
+    raw = load(tmp_path / "raw" / "model.pt")["model"]
+    assert not raw["feature_mean"].any() and torch.equal(raw["feature_std"], torch.ones(256))
 
 
 def test_extractor_seed_only_matters_for_random_weights(tmp_path):
