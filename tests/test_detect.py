@@ -206,3 +206,14 @@ def test_detect_unreadable_video_among_good_ones(trained, tmp_path, capsys):
     rows = {v["video"]: v for v in json.loads((out / "summary.json").read_text())["videos"]}
     assert rows["broken"]["status"] == "error" and rows["probe_video"]["status"] == "ok"
     assert re.search(r"broken\.mp4", rows["broken"]["error"])
+
+
+def test_detect_checkpoint_of_other_shapes_exits_2_naming_it(trained, tmp_path, capsys):
+    state = torch.load(trained["run"] / "model.pt", map_location="cpu", weights_only=True)
+    state["model"] = {k: (v[:, :100] if v.ndim == 2 and v.shape[1] == 2048 else v) for k, v in state["model"].items()}
+    torch.save(state, tmp_path / "narrow.pt")                         # weights for 100-d features, in_dim 2048
+    rc = det.main([str(trained["video"]), "--checkpoint", str(tmp_path / "narrow.pt"), "--out", str(tmp_path / "o"),
+                   *FX, *RANDOM])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "narrow.pt" in err[0] and "does not fit" in err[0]
+    assert not (tmp_path / "o").exists()
