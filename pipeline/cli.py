@@ -8,7 +8,7 @@ import sys
 from typing import Callable, Iterable
 
 #: Errors that mean bad input or a bad request (DataError is a ValueError), not a bug: no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (FileExistsError, FileNotFoundError, ValueError)
+USER_ERRORS: tuple[type[BaseException], ...] = (FileExistsError, FileNotFoundError, PermissionError, ValueError)
 
 #: Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -33,10 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from . import data as D
-from .cli import run_cli
+from .cli import HelpFormatter, progress, run_cli
 from .clustering import CROSS_BATCH_WAYS, CrossBatchMemory, kmeans2, pseudo_labels
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text
 from .losses import batch_clustering_loss, centre_distance, kmax_k, kmax_loss, kmax_loss_logits, total_loss
@@ -87,7 +87,18 @@ class TrainConfig:
             raise ValueError(f"--dataset must be one of {D.DATASETS}, got {c.dataset!r}")
         c.data_root = c.data_root or f"data/{c.dataset}"
         c.out = c.out or f"runs/{c.dataset}"
-        c.T = c.T or DEFAULT_T[c.dataset]
+        c.T = DEFAULT_T[c.dataset] if c.T is None else c.T
+        for name, ok, rule in (("epochs", c.epochs >= 1, "at least 1"), ("T", c.T >= 1, "at least 1"),
+                               ("feature_dim", c.feature_dim >= 1, "at least 1"),
+                               ("lr", c.lr > 0 and math.isfinite(c.lr), "a positive number"),
+                               ("weight_decay", 0 <= c.weight_decay < math.inf, ">= 0"),
+                               ("dropout", 0 <= c.dropout < 1, "in [0, 1)"),
+                               ("lambda1", 0 <= c.lambda1 < math.inf, ">= 0"),
+                               ("mu", 0 < c.mu < math.inf, "a positive number"),
+                               ("alpha", 0 < c.alpha < math.inf, "a positive number (the paper uses 1.0-1.5)"),
+                               ("kmeans_iters", c.kmeans_iters >= 1, "at least 1")):
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')} must be {rule}, got {getattr(c, name)}")
         if c.cluster_layer not in CLUSTER_LAYERS:
             raise ValueError(f"--cluster-layer must be one of {CLUSTER_LAYERS}")
         if c.cross_batch not in CROSS_BATCH_WAYS:
@@ -107,9 +118,16 @@ def pick_device(name: str) -> torch.device:
 
 # ----------------------------------------------------------------------------- data
 
+#: Training features are kept in memory as float16 (half the memory: UCF-Crime's 1610 ten-crop
+#: videos at T=150 take 9.9 GB instead of 19.8 GB); bench/RESULTS.md measures that evaluating on
+#: float16-rounded features changes the AUC by less than 0.01 points. Values beyond float16's range
+#: would become inf, so they are refused with the file named.
+FLOAT16_MAX = float(np.finfo(np.float16).max)     # 65504
+
+
 @dataclass
 class FeatureSet:
-    """Training videos resampled to T segments, kept in memory as float16."""
+    """Training videos resampled to T segments, kept in memory as float16 (see FLOAT16_MAX)."""
     names: list[str]
     labels: torch.Tensor               # (N,) long
     feats: torch.Tensor                # (N, T, crops, D) float16
@@ -124,13 +142,18 @@ def load_training_set(videos: list, T: int, dim: int = D.FEATURE_DIM, quiet: boo
     if not videos:
         raise D.DataError("the training list holds no videos")
     arrays, crops = [], None
-    for v in tqdm(videos, desc="loading features", unit="video", disable=quiet):
+    for v in progress(videos, quiet, desc="loading features", unit="video"):
         f = D.load_features(v.paths, dim=dim)                            # (clips, crops, D)
         if crops is None:
             crops = f.shape[1]
         elif f.shape[1] != crops:
             raise D.DataError(f"{v.paths[0]}: {f.shape[1]} crops, but earlier videos have {crops}")
-        arrays.append(torch.from_numpy(D.resample(f, T).astype(np.float16)))  # (T, crops, D)
+        r = D.resample(f, T)                                             # (T, crops, D) float32
+        peak = float(np.abs(r).max())
+        if peak > FLOAT16_MAX:
+            raise D.DataError(f"{v.paths[0]}: feature values up to {peak:.4g} exceed float16's range "
+                              f"(+-{FLOAT16_MAX:.0f}), in which training keeps its features; rescale them")
+        arrays.append(torch.from_numpy(r.astype(np.float16)))            # (T, crops, D)
     labels = torch.tensor([v.label for v in videos], dtype=torch.long)
     return FeatureSet([v.name for v in videos], labels, torch.stack(arrays))
 
@@ -313,6 +336,21 @@ def validate(model, fs: FeatureSet, indices: list[int], device: torch.device) ->
     return {"val_auc": video_level_auc(np.array(video_scores), labels), "val_kmax": float(np.mean(losses))}
 
 
+#: Fewer held-out videos of a kind than this make best.pt a coin toss: warned about.
+MIN_VALIDATION_PER_CLASS = 5
+
+
+def warn_small_validation(labels: torch.Tensor, val_idx: list[int]) -> None:
+    """A warning on stderr when --val-fraction leaves fewer than MIN_VALIDATION_PER_CLASS videos of a kind."""
+    if not val_idx:
+        return
+    counts = [int((labels[val_idx] == k).sum()) for k in (0, 1)]
+    if min(counts) < MIN_VALIDATION_PER_CLASS:
+        print(f"warning: --val-fraction holds out only {counts[0]} normal and {counts[1]} abnormal video(s); "
+              f"best.pt is chosen on so few that it is mostly chance (raise --val-fraction, or use model.pt)",
+              file=sys.stderr)
+
+
 def better(new: dict, best: dict | None) -> bool:
     """Model selection: higher validation video-level AUC, then lower validation k-max loss."""
     if best is None:
@@ -336,18 +374,41 @@ def model_checkpoint(model, cfg: TrainConfig, epoch: int, in_dim: int, extractor
 
 
 def prepare_run_dir(cfg: TrainConfig) -> Path:
+    """Check the run directory before any work; it is created only when the first file is written,
+    so a run that fails on its input leaves nothing behind."""
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: --out is a file, not a folder")
     if out.exists() and any(out.glob("*.pt")) and not (cfg.resume or cfg.overwrite):
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, "
                               f"--overwrite to start again, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{out}: cannot write here ({existing} is not writable)")
     return out
+
+
+def read_resume_state(path: Path) -> dict:
+    """``last.pt`` for --resume, checked before any data is loaded; one line naming the file if unusable."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated, corrupt or foreign files get the same clear message
+        raise ValueError(f"{path}: cannot resume from this file ({e.__class__.__name__}: {e}); delete it to "
+                         f"start from scratch, or pass --overwrite") from e
+    needed = ("model", "optimizer", "memory", "generator", "kmeans_generator", "torch_rng", "epoch", "best")
+    missing = [k for k in needed if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path}: not a training state of pipeline.train (missing {', '.join(missing)}); "
+                         f"delete it to start from scratch, or pass --overwrite")
+    return state
 
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training; returns the run directory."""
     cfg = cfg.resolved()
     out = prepare_run_dir(cfg)
+    last = out / "last.pt"
+    resume_state = read_resume_state(last) if cfg.resume and last.exists() else None
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)            # data: validation split, batches, crops
@@ -359,6 +420,7 @@ def train(cfg: TrainConfig) -> Path:
     in_dim = fs.feats.shape[-1]
     extractor = extractor_meta(videos)
     train_idx, val_idx = split_validation(fs.labels, cfg.val_fraction, gen)
+    warn_small_validation(fs.labels, val_idx)
     batches = BalancedBatches(fs.labels, train_idx, cfg.batch_size, gen)
 
     model = model_from_config(cfg, in_dim)
@@ -370,13 +432,17 @@ def train(cfg: TrainConfig) -> Path:
     memories = {"normal": CrossBatchMemory(cfg.cross_batch, cfg.kmeans_iters),
                 "abnormal": CrossBatchMemory(cfg.cross_batch, cfg.kmeans_iters)}
     start, best, log_lines = 1, None, []
-    last = out / "last.pt"
-    if cfg.resume and last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        for k in memories:
-            memories[k].load_state_dict(state["memory"][k])
+    if resume_state is not None:
+        state = resume_state
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            for k in memories:
+                memories[k].load_state_dict(state["memory"][k])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise ValueError(f"{last}: this training state does not fit the run's settings "
+                             f"({e.__class__.__name__}: {' '.join(str(e).split())[:200]}); "
+                             f"delete it to start from scratch, or pass --overwrite") from e
         gen.set_state(state["generator"])
         kgen.set_state(state["kmeans_generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -398,7 +464,7 @@ def train(cfg: TrainConfig) -> Path:
     model.train()
     for epoch in range(start, cfg.epochs + 1):
         t0, sums, n = time.time(), {}, 0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=cfg.quiet)
+        bar = progress(batches, cfg.quiet, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
         for normal, abnormal in bar:
             x, y = batch_features(fs, normal, abnormal, gen, device)
             loss, parts = training_step(model, x, y, len(normal), memories, cfg, kgen)
@@ -452,7 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline.train",
         description="Train the clustering-guided GCN (Cao et al., ICME 2023) on cached I3D features. "
                     "Defaults chain: --dataset ucf reads data/ucf and writes runs/ucf.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="Output: a line per epoch (losses, validation); progress bars only on a terminal, so a log "
+               "redirected to a file holds the epoch lines alone. --quiet prints nothing but warnings and errors.",
+        formatter_class=HelpFormatter)
     d = TrainConfig()
     p.add_argument("--dataset", default=d.dataset, choices=D.DATASETS, help="dataset rules (labels, lists, T)")
     p.add_argument("--data-root", default=None, help="data root (default data/<dataset>): split lists, features")
@@ -460,14 +528,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-list", default=None, help="training list (default: found in the data root)")
     p.add_argument("--features", default=None, help="feature folder (default: <data-root>/features or the data root)")
     p.add_argument("--feature-dim", type=int, default=d.feature_dim, help="feature width the files must have")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the larger kind of training videos")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the model, the validation split, the batches and k-means (same seed, same model)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--T", type=int, default=None, help="segments per training video (default UCF 150, SHT 100, XD 200)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="videos per batch, half normal half abnormal")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="Adam weight decay")
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout after each hidden layer, in [0, 1)")
     p.add_argument("--lambda1", type=float, default=d.lambda1, help="weight of the batch clustering loss (eq. 3)")
     p.add_argument("--mu", type=float, default=d.mu, help="upper bound of the normal-cluster distance (eq. 1)")
     p.add_argument("--alpha", type=float, default=d.alpha, help="score expansion factor (eq. 5)")
@@ -476,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross-batch learning way (Table 4); none = random k-means starts")
     p.add_argument("--no-bc", dest="bc", action="store_false", help="drop the batch clustering loss (Table 2)")
     p.add_argument("--no-bcg", dest="bcg", action="store_false", help="drop the clustering-guided scores (Table 2)")
-    p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters)
+    p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters, help="Lloyd iterations of each batch's k-means")
     p.add_argument("--adjacency", default=d.adjacency, choices=ADJACENCIES, help="how the two graphs combine")
     p.add_argument("--standardize", action="store_true",
                    help="z-score each feature dimension with training statistics (stored in the model); "
@@ -487,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-epochs", action="store_true", help="keep every epoch's model under epochs/")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--overwrite", action="store_true", help="start again in an --out that holds a run")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing but warnings and errors (no per-epoch lines, no progress bars)")
     return p
 
 
