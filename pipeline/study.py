@@ -59,7 +59,7 @@ from .metrics import CLIP_LEN, ScoredVideo, clip_to_frame_scores, frame_report
 
 KEY_VERSION = 1
 #: TrainConfig fields that do not change a run's result and stay out of the cache key.
-KEY_EXCLUDE = ("out", "device", "resume", "overwrite", "quiet", "keep_epochs")
+KEY_EXCLUDE = ("out", "device", "resume", "overwrite", "quiet", "keep_epochs", "cache")
 #: Options added to TrainConfig after the first studies were cached, each with the value that gives
 #: the behaviour from before it existed: at that value the field stays out of the key, so adding an
 #: option does not invalidate every cached run. Add a line here when adding such an option; any

@@ -23,6 +23,7 @@ All files are written atomically; every checkpoint loads with ``torch.load(weigh
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 from . import data as D
 from .cli import HelpFormatter, progress, run_cli
 from .clustering import CROSS_BATCH_WAYS, CrossBatchMemory, kmeans2, pseudo_labels
-from .io import atomic_torch_save, atomic_write_json, atomic_write_text
+from .io import atomic_torch_save, atomic_write, atomic_write_json, atomic_write_text
 from .losses import batch_clustering_loss, centre_distance, kmax_k, kmax_loss, kmax_loss_logits, total_loss
 from .metrics import video_level_auc
 from .model import ADJACENCIES, AnomalyGCN
@@ -74,6 +75,7 @@ class TrainConfig:
     kmeans_iters: int = 10             # (ours)
     adjacency: str = "learned"         # (ours) how the two graphs combine, see model.py
     standardize: bool = False          # (ours) z-score inputs with training statistics (random-init I3D)
+    cache: bool = True                 # keep the resampled training set in <data_root>/.pipeline_cache
     val_fraction: float = 0.0          # held-out share of training videos for model selection
     keep_epochs: bool = False          # keep every epoch's model in epochs/ (for studies)
     resume: bool = False
@@ -137,10 +139,51 @@ class FeatureSet:
         self.crops = self.feats.shape[2]
 
 
-def load_training_set(videos: list, T: int, dim: int = D.FEATURE_DIM, quiet: bool = False) -> FeatureSet:
-    """Load and resample every training video (RTFM's rule, data.resample) -> FeatureSet."""
+CACHE_DIR = ".pipeline_cache"
+CACHE_VERSION = 1
+
+
+def training_cache_path(videos: list, T: int, dim: int, cache_dir: Path) -> Path:
+    """Where the resampled training set of ``videos`` is cached: the name holds a hash of the
+    videos (name, label, every feature file's absolute path, size and mtime), T, the feature width
+    and the stored dtype, so any change to the list or the files means another cache file."""
+    key = {"version": CACHE_VERSION, "T": int(T), "dim": int(dim), "dtype": "float16",
+           "videos": [[v.name, int(v.label), [[str(Path(p).resolve()), Path(p).stat().st_size,
+                                               Path(p).stat().st_mtime_ns] for p in v.paths]] for v in videos]}
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]
+    return Path(cache_dir) / f"train_T{T}_{digest}.cache"   # not *.npy: never taken for a feature file
+
+
+def _read_cache(path: Path, n: int, T: int, dim: int) -> torch.Tensor | None:
+    """The cached (N, T, crops, D) float16 array (an .npy file by content), or None when absent or not of the expected shape."""
+    if not path.is_file():
+        return None
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if a.dtype != np.float16 or a.ndim != 4 or a.shape[:2] != (n, T) or a.shape[3] != dim:
+        return None
+    return torch.from_numpy(a)
+
+
+def load_training_set(videos: list, T: int, dim: int = D.FEATURE_DIM, quiet: bool = False,
+                      cache_dir: str | Path | None = None) -> FeatureSet:
+    """Load and resample every training video (RTFM's rule, data.resample) -> FeatureSet.
+
+    With ``cache_dir``, the resampled set is read from / written to an atomic file there (``.npy`` format) (see
+    :func:`training_cache_path`); a folder that cannot be written only costs the speed-up.
+    """
     if not videos:
         raise D.DataError("the training list holds no videos")
+    labels = torch.tensor([v.label for v in videos], dtype=torch.long)
+    cache = training_cache_path(videos, T, dim, cache_dir) if cache_dir is not None else None
+    if cache is not None:
+        feats = _read_cache(cache, len(videos), T, dim)
+        if feats is not None:
+            if not quiet:
+                print(f"training set: {len(videos)} videos resampled to T={T}, from the cache {cache}")
+            return FeatureSet([v.name for v in videos], labels, feats)
     arrays, crops = [], None
     for v in progress(videos, quiet, desc="loading features", unit="video"):
         f = D.load_features(v.paths, dim=dim)                            # (clips, crops, D)
@@ -154,8 +197,14 @@ def load_training_set(videos: list, T: int, dim: int = D.FEATURE_DIM, quiet: boo
             raise D.DataError(f"{v.paths[0]}: feature values up to {peak:.4g} exceed float16's range "
                               f"(+-{FLOAT16_MAX:.0f}), in which training keeps its features; rescale them")
         arrays.append(torch.from_numpy(r.astype(np.float16)))            # (T, crops, D)
-    labels = torch.tensor([v.label for v in videos], dtype=torch.long)
-    return FeatureSet([v.name for v in videos], labels, torch.stack(arrays))
+    feats = torch.stack(arrays)                                          # (N, T, crops, D) float16
+    if cache is not None:
+        try:
+            atomic_write(cache, lambda f: np.save(f, feats.numpy()))
+        except OSError as e:
+            print(f"warning: cannot write the training-set cache {cache} ({e.strerror or e}); "
+                  f"going on without it (--no-cache to skip)", file=sys.stderr)
+    return FeatureSet([v.name for v in videos], labels, feats)
 
 
 EXTRACTOR_KEYS = ("profile", "weights_sha256", "random_init", "seed", "crops", "short_side", "crop_size", "norm",
@@ -416,7 +465,8 @@ def train(cfg: TrainConfig) -> Path:
 
     root = Path(cfg.data_root)
     videos = D.load_split(root, cfg.dataset, "train", list_path=cfg.train_list, features_root=cfg.features)
-    fs = load_training_set(videos, cfg.T, cfg.feature_dim, cfg.quiet)
+    fs = load_training_set(videos, cfg.T, cfg.feature_dim, cfg.quiet,
+                           cache_dir=Path(cfg.data_root) / CACHE_DIR if cfg.cache else None)
     in_dim = fs.feats.shape[-1]
     extractor = extractor_meta(videos)
     train_idx, val_idx = split_validation(fs.labels, cfg.val_fraction, gen)
@@ -553,6 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="hold out this share of the training videos (stratified) and keep the checkpoint "
                         "with the best video-level AUC on them as best.pt; the test set is never used")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="do not read or write the resampled training set in <data-root>/.pipeline_cache/ "
+                        "(keyed by the list, the files' sizes and times, T and the width; safe to delete)")
     p.add_argument("--keep-epochs", action="store_true", help="keep every epoch's model under epochs/")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--overwrite", action="store_true", help="start again in an --out that holds a run")

@@ -310,3 +310,27 @@ def test_ctrl_c_is_one_line_and_exit_130(root, tmp_path):
     assert proc.returncode == 130
     assert "Traceback" not in err and "interrupted" in err
     assert (tmp_path / "run" / "last.pt").exists() and not list((tmp_path / "run").glob(".*.tmp"))
+
+
+def test_training_set_cache_is_reused_and_keyed_by_the_files(root, tmp_path, capsys):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    args = ["--epochs", "1", "--batch-size", "8", "--T", "16", "--feature-dim", "256"]
+    assert T.main(["--data-root", str(data), "--out", str(tmp_path / "a"), *args]) == 0
+    caches = list((data / T.CACHE_DIR).glob("train_T16_*.cache"))
+    assert len(caches) == 1 and "from the cache" not in capsys.readouterr().out
+    assert T.main(["--data-root", str(data), "--out", str(tmp_path / "b"), *args]) == 0
+    assert "from the cache" in capsys.readouterr().out
+    assert T.main(["--data-root", str(data), "--out", str(tmp_path / "c"), *args, "--no-cache"]) == 0
+    assert "from the cache" not in capsys.readouterr().out
+    a, b, c = (load(tmp_path / r / "model.pt")["model"] for r in "abc")
+    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
+    # a changed feature file is a different training set: a new cache file, never the stale one
+    f = sorted((data / "UCF_Train_ten_crop_i3d").glob("*.npy"))[0]
+    np.save(f, np.load(f) * 2)
+    assert T.main(["--data-root", str(data), "--out", str(tmp_path / "d"), *args]) == 0
+    assert "from the cache" not in capsys.readouterr().out
+    assert len(list((data / T.CACHE_DIR).glob("train_T16_*.cache"))) == 2
+    # another T: another file
+    assert T.training_cache_path(T.D.load_split(data, "ucf", "train"), 8, 256, tmp_path).name.startswith("train_T8_")
