@@ -93,3 +93,20 @@ def test_synthvideo_encode_is_deterministic(tmp_path, codec):
     if codec == "libx264":   # lossless: the decode is the rendered frame up to the RGB -> YUV 4:2:0 round trip
         rendered = np.stack(list(render_frames(spec))).astype(int)
         assert np.abs(decode(paths[0]).astype(int) - rendered).mean() < 4
+
+
+@pytest.mark.slow
+def test_demo_same_seed_same_result(tmp_path, capsys):
+    """Two runs of the demo with one seed: the same videos, features, scores and AUC (issue #11: the
+    lossy encode once made two identical --quick runs give AUC 0.620 and 0.327)."""
+    for name in ("a", "b"):
+        assert demo.main(["--size", "tiny", "--out", str(tmp_path / name), "--seed", "1"]) == 0
+    capsys.readouterr()
+    ra, rb = (json.loads((tmp_path / n / "eval" / "report.json").read_text()) for n in "ab")
+    assert ra["auc"] == rb["auc"] and ra["ap"] == rb["ap"]
+    for rel in sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a" / "data" / "videos").rglob("*.mp4")):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    sa, sb = np.load(tmp_path / "a" / "eval" / "scores.npz"), np.load(tmp_path / "b" / "eval" / "scores.npz")
+    assert sorted(sa.files) == sorted(sb.files) and all(np.array_equal(sa[k], sb[k]) for k in sa.files)
+    for f in (tmp_path / "a" / "detections").glob("*.csv"):
+        assert f.read_text() == (tmp_path / "b" / "detections" / f.name).read_text(), f.name
