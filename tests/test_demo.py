@@ -1,6 +1,7 @@
 """pipeline.demo and pipeline.synthvideo: generated videos through every stage.
 
-The test suite runs the demo at its smallest size (every stage, a few videos). The CI-sized run,
+The slow suite (``-m slow``) runs the demo at its smallest size (every stage, a few videos), and twice
+with one seed to check that the result is reproducible. The CI-sized run,
 ``python -m pipeline.demo --quick``, takes minutes; it runs here only with PIPELINE_DEMO_QUICK=1
 (CI sets it, or runs the command itself and checks its last line).
 """
@@ -47,6 +48,7 @@ def test_synthvideo_data_root_is_what_pipeline_data_reads(tmp_path):
     assert sum(1 for _ in stream) == row["n_frames"]
 
 
+@pytest.mark.slow   # every stage end to end, ~15 s
 def test_demo_tiny_runs_every_stage(tmp_path, capsys):
     out = tmp_path / "demo"
     assert demo.main(["--size", "tiny", "--out", str(out)]) == 0

@@ -315,7 +315,7 @@ def test_ctrl_c_is_one_line_and_exit_130(root, tmp_path):
 def test_training_set_cache_is_reused_and_keyed_by_the_files(root, tmp_path, capsys):
     import shutil
     data = tmp_path / "data"
-    shutil.copytree(root, data)
+    shutil.copytree(root, data, ignore=shutil.ignore_patterns(T.CACHE_DIR))   # other tests' caches stay behind
     args = ["--epochs", "1", "--batch-size", "8", "--T", "16", "--feature-dim", "256"]
     assert T.main(["--data-root", str(data), "--out", str(tmp_path / "a"), *args]) == 0
     caches = list((data / T.CACHE_DIR).glob("train_T16_*.cache"))
