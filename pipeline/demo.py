@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .cli import HelpFormatter, interrupted, user_message
+from .cli import HelpFormatter, bars_enabled, interrupted, user_message
 from .io import atomic_write_json, atomic_write_text
 
 #: name -> dataset and training sizes. Timings on 2 CPU cores: see the README.
@@ -99,7 +99,8 @@ def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | No
     t = _step(f"1/5 writing {sum(cfg[k] for k in ('train_normal', 'train_abnormal', 'test_normal', 'test_abnormal'))} "
               f"synthetic videos ({FRAME}x{FRAME}, {FPS} fps) with planted anomalies -> {data}")
     plan = write_ucf_dataset(data, cfg["train_normal"], cfg["train_abnormal"], cfg["test_normal"],
-                             cfg["test_abnormal"], seed=seed, fps=FPS, size=FRAME, seconds=cfg["seconds"])
+                             cfg["test_abnormal"], seed=seed, fps=FPS, size=FRAME, seconds=cfg["seconds"],
+                             progress=bars_enabled())
     times["videos"] = time.time() - t
 
     t = _step("2/5 extracting I3D features (python -m pipeline.extract)")

@@ -334,3 +334,15 @@ def test_training_set_cache_is_reused_and_keyed_by_the_files(root, tmp_path, cap
     assert len(list((data / T.CACHE_DIR).glob("train_T16_*.cache"))) == 2
     # another T: another file
     assert T.training_cache_path(T.D.load_split(data, "ucf", "train"), 8, 256, tmp_path).name.startswith("train_T8_")
+
+
+def test_pickled_feature_file_gives_no_unsafe_advice(root, tmp_path, capsys):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad, ignore=shutil.ignore_patterns(T.CACHE_DIR))
+    f = sorted((bad / "UCF_Train_ten_crop_i3d").glob("*.npy"))[0]
+    np.save(f, np.array([{"not": "features"}], dtype=object), allow_pickle=True)
+    assert run(bad, tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f.name in err[0] and "pickled Python objects" in err[0]
+    assert "allow_pickle" not in err[0] and "weights_only" not in err[0]
