@@ -1,18 +1,86 @@
-"""What every command line shares: user errors become one clear line on stderr and exit code 2."""
+"""What every command line shares: user errors become one clear line on stderr and exit code 2,
+Ctrl-C becomes one line and exit code 130, progress bars appear only on a terminal."""
 from __future__ import annotations
 
+import argparse
+import re
 import sys
-from typing import Callable
+from typing import Callable, Iterable
 
 #: Errors that mean bad input or a bad request (DataError is a ValueError), not a bug: no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (FileExistsError, FileNotFoundError, ValueError)
+USER_ERRORS: tuple[type[BaseException], ...] = (FileExistsError, FileNotFoundError, PermissionError, ValueError)
+
+#: Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+#: Where numpy's or torch's text about pickled data starts: it recommends ``allow_pickle=True`` or
+#: ``weights_only=False``, i.e. executing whatever the file contains. Never passed on as advice.
+_PICKLE_TEXT = re.compile(r"\(?\s*(\w+(Error|Exception):\s*)?"
+                          r"(Weights only load failed|Object arrays cannot be loaded|[^.;:(]*allow_pickle"
+                          r"|[^.;:(]*weights_only)")
+PICKLE_REFUSED = "it holds pickled Python objects, which are refused (loading them could run code)"
+
+
+def user_message(e: BaseException | str) -> str:
+    """One line for the user: the error's first line, with library advice to load pickles replaced
+    by what it means."""
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    if not lines:
+        return e.__class__.__name__ if isinstance(e, BaseException) else ""
+    joined = " ".join(lines)
+    m = _PICKLE_TEXT.search(joined)
+    if m:
+        head = joined[:m.start()].rstrip(" :(")
+        g = re.search(r"Unsupported global: GLOBAL (\S+)", joined)
+        if g:
+            detail = f"{PICKLE_REFUSED}: {g.group(1)}"
+        elif "allow_pickle" in joined:
+            detail = PICKLE_REFUSED
+        else:           # torch's safe unpickler met something that is no checkpoint at all
+            detail = "the file is damaged or not in the expected format"
+        return f"{head}: {detail}" if head else detail
+    return lines[0]
+
+
+def interrupted() -> int:
+    """Ctrl-C: one line, exit code 130. Atomic writes leave finished files whole; rerun to resume."""
+    print("\ninterrupted (Ctrl-C); files written so far are complete, rerun to resume where possible",
+          file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def run_cli(fn: Callable[[], object], errors: tuple[type[BaseException], ...] = USER_ERRORS) -> int:
-    """Run ``fn``; 0 when it returns, 2 (after printing ``error: ...``) when it raises one of ``errors``."""
+    """Run ``fn``; 0 when it returns, 2 (after printing ``error: ...``) when it raises one of ``errors``,
+    130 on Ctrl-C."""
     try:
         fn()
+    except KeyboardInterrupt:
+        return interrupted()
     except errors as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+def bars_enabled(quiet: bool = False, stream=None) -> bool:
+    """Progress bars only for a person watching: not with ``--quiet``, not when stderr is a file or pipe."""
+    stream = sys.stderr if stream is None else stream
+    return not quiet and hasattr(stream, "isatty") and stream.isatty()
+
+
+def progress(iterable: Iterable, quiet: bool = False, **kw):
+    """``tqdm(iterable, **kw)``, shown only when :func:`bars_enabled`."""
+    from tqdm import tqdm
+    return tqdm(iterable, disable=not bars_enabled(quiet) or kw.pop("disable", False), **kw)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with every flag's default shown once: not for switches (``store_true``/``store_false``,
+    whose help says what they do), not when there is none, not when the help already gives it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default in (None, argparse.SUPPRESS) or isinstance(action.default, bool)
+                or action.nargs == 0 or "default" in text.lower() or "%(default)" in text):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"

@@ -17,7 +17,11 @@ Interval convention (our choice, stated once): an annotation interval ``(s, e)``
 i.e. ``labels[s:e+1] = 1``, clipped to the video length. The official UCF-Crime file does not say
 whether its indices are 0- or 1-based; some ends equal the frame count (Assault006: end 8096 of 8096
 frames) or exceed it by one or two (Arson011, Explosion033), so clipping is required. The
-difference between the readings is at most one frame per interval boundary.
+difference between the readings is at most one frame per interval boundary. Against the frame
+counts of MIST's file, the official intervals overrun by at most 3 frames (``e + 1 - frames``:
+Explosion033, Shooting015); :data:`OVERRUN_TOLERANCE` clips that much quietly, and
+:func:`check_extent` reports anything more (features of another fps, ``--tail drop``, a re-encoded
+video) for ``pipeline.evaluate`` to warn about or refuse.
 
 Errors raise :class:`DataError` (a ``ValueError``) whose message names the offending file, and the
 line or video when relevant.
@@ -50,6 +54,13 @@ KNOWN_EXTENSIONS = (
 )
 
 _CROP_RE = re.compile(r"__(\d+)$")
+
+#: Frames an annotation may mark past a video's last frame and be clipped without a word: the
+#: official UCF-Crime file overruns MIST's frame counts by up to 3 (see the module docstring).
+OVERRUN_TOLERANCE = 3
+#: Clips a feature file may differ from ``frames / 16`` (floor or ceil) before its frame count
+#: (MIST's annotation) is reported as not matching: decoders disagree by a few frames.
+CLIP_COUNT_TOLERANCE = 1
 
 
 class DataError(ValueError):
@@ -280,6 +291,15 @@ class Annotation:
             out[max(s, 0): max(min(e + 1, n_frames), 0)] = 1  # 0-based, inclusive end
         return out
 
+    def overrun(self, name: str, n_frames: int) -> int:
+        """Frames the annotation marks past the end of a video of ``n_frames`` frames: the largest
+        ``e + 1 - n_frames`` over its intervals (a ShanghaiTech mask: its length minus ``n_frames``),
+        0 when everything fits."""
+        over = max([e + 1 - int(n_frames) for _, e in self.intervals.get(name, ())] or [0])
+        if name in self.masks:
+            over = max(over, len(self.masks[name]) - int(n_frames))
+        return max(over, 0)
+
     def check_names(self, names: Iterable[str]) -> None:
         """Raise DataError when the annotation names videos that are not in ``names``.
 
@@ -300,6 +320,56 @@ class Annotation:
             raise DataError(
                 f"{self.path}: {len(unknown)} annotated video(s) not among the {len(names)} "
                 f"videos: {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}")
+
+
+@dataclass
+class ExtentReport:
+    """What :func:`check_extent` found: annotations running past the features, frame counts that do
+    not match the features' clip counts (each a list of ``(video, detail)``)."""
+    overruns: list[tuple[str, int]] = field(default_factory=list)          # (video, frames past the end)
+    whole_beyond: list[str] = field(default_factory=list)                  # videos with an interval starting past the end
+    frame_counts: list[tuple[str, str]] = field(default_factory=list)      # (video, "N frames but C clips")
+
+    def problems(self, path) -> list[str]:
+        """One line per kind of problem, naming the annotation file, a count and the first videos."""
+        def some(items):
+            return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+        out = []
+        if self.overruns:
+            out.append(f"{path}: {len(self.overruns)} video(s) have anomalous frames annotated more than "
+                       f"{OVERRUN_TOLERANCE} frames past the end of their features "
+                       f"({some([f'{v} by {k}' for v, k in self.overruns])})"
+                       + (f"; {len(self.whole_beyond)} interval(s) start after the end ({some(self.whole_beyond)})"
+                          if self.whole_beyond else "")
+                       + ": features of another fps, --tail drop or re-encoded videos?")
+        if self.frame_counts:
+            out.append(f"{path}: {len(self.frame_counts)} video(s) have a frame count that does not match their "
+                       f"features ({some([f'{v}: {d}' for v, d in self.frame_counts])}), at 16 frames a clip")
+        return out
+
+
+def check_extent(annotation: Annotation, clips: dict[str, int], clip_len: int = 16) -> ExtentReport:
+    """Compare the annotation with the features: ``clips`` maps video name -> number of clips.
+
+    Reports intervals (or masks) ending more than :data:`OVERRUN_TOLERANCE` frames past
+    ``clip_len * clips`` (the frames evaluation scores), and frame counts given by the annotation
+    (MIST's 7th column, ekosman's 2nd, a ShanghaiTech mask's length) more than
+    :data:`CLIP_COUNT_TOLERANCE` clips away from ``floor``/``ceil(frames / clip_len)``.
+    """
+    rep = ExtentReport()
+    for name, c in clips.items():
+        n = clip_len * int(c)
+        over = annotation.overrun(name, n)
+        if over > OVERRUN_TOLERANCE:
+            rep.overruns.append((name, over))
+            if any(s >= n for s, _ in annotation.intervals.get(name, ())):
+                rep.whole_beyond.append(name)
+        frames = annotation.n_frames.get(name)
+        if frames is not None:
+            lo, hi = frames // clip_len, -(-frames // clip_len)
+            if not lo - CLIP_COUNT_TOLERANCE <= int(c) <= hi + CLIP_COUNT_TOLERANCE:
+                rep.frame_counts.append((name, f"{frames} frames but {c} clips"))
+    return rep
 
 
 def _pairs(path: Path, lineno: int, values: list[str]) -> list[tuple[int, int]]:
@@ -462,6 +532,17 @@ def index_features(root) -> dict[str, list[Path]]:
             raise DataError(f"video {name!r} has feature files in two places: {clash} and {p}")
         g[crop] = p
     return {n: [g[k] for k in sorted(g, key=lambda k: -1 if k is None else k)] for n, g in groups.items()}
+
+
+def feature_clips(paths: Path | str | Sequence[Path | str]) -> int:
+    """Number of clips of one video's feature file(s), read from the header only (no data loaded)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    p = Path(paths[0])
+    try:
+        return int(np.load(p, mmap_mode="r", allow_pickle=False).shape[0])
+    except (OSError, ValueError) as e:
+        raise DataError(f"{p}: cannot read feature file ({type(e).__name__}: {e})") from e
 
 
 def load_features(paths: Path | str | Sequence[Path | str], dim: int = FEATURE_DIM) -> np.ndarray:

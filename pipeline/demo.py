@@ -1,7 +1,7 @@
 """The whole pipeline on generated videos, on a laptop CPU, in a few minutes.
 
     python -m pipeline.demo                 # ~40 videos, 64x64, 16 fps; < 10 min on 2 CPU cores
-    python -m pipeline.demo --quick         # ~20 shorter videos (CI); < 3 min
+    python -m pipeline.demo --quick         # 28 shorter videos (CI); < 3 min
     python -m pipeline.demo --weights i3d_baseline_32x2_IN_pretrain_400k.pkl
 
 Steps, each through the real command-line code path:
@@ -33,14 +33,16 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from .cli import HelpFormatter, bars_enabled, interrupted, user_message
 from .io import atomic_write_json, atomic_write_text
 
 #: name -> dataset and training sizes. Timings on 2 CPU cores: see the README.
 SIZES = {
     "full": dict(train_normal=12, train_abnormal=12, test_normal=6, test_abnormal=6, seconds=(10, 14),
                  epochs=30, T=32, batch_size=16),
-    "quick": dict(train_normal=6, train_abnormal=6, test_normal=3, test_abnormal=3, seconds=(7, 9),
-                  epochs=25, T=16, batch_size=12),
+    # seeds 0-5 gave AUC 0.988 0.905 0.909 0.917 0.964 0.735 (README): small, yet clearly above chance
+    "quick": dict(train_normal=10, train_abnormal=10, test_normal=4, test_abnormal=4, seconds=(6, 8),
+                  epochs=30, T=16, batch_size=20),
     # for the test suite only: the smallest run that exercises every stage
     "tiny": dict(train_normal=3, train_abnormal=3, test_normal=1, test_abnormal=2, seconds=(5, 6),
                  epochs=3, T=8, batch_size=6),
@@ -97,7 +99,8 @@ def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | No
     t = _step(f"1/5 writing {sum(cfg[k] for k in ('train_normal', 'train_abnormal', 'test_normal', 'test_abnormal'))} "
               f"synthetic videos ({FRAME}x{FRAME}, {FPS} fps) with planted anomalies -> {data}")
     plan = write_ucf_dataset(data, cfg["train_normal"], cfg["train_abnormal"], cfg["test_normal"],
-                             cfg["test_abnormal"], seed=seed, fps=FPS, size=FRAME, seconds=cfg["seconds"])
+                             cfg["test_abnormal"], seed=seed, fps=FPS, size=FRAME, seconds=cfg["seconds"],
+                             progress=bars_enabled())
     times["videos"] = time.time() - t
 
     t = _step("2/5 extracting I3D features (python -m pipeline.extract)")
@@ -187,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline.demo",
         description="Generate small videos with planted anomalies and run extract -> train -> evaluate -> detect "
                     "on them through the real code paths. Prints the frame-level AUC and where the plots are.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--out", default="demo_run", help="output folder")
     p.add_argument("--quick", action="store_true", help="fewer, shorter videos (CI): a few minutes at most")
     p.add_argument("--size", choices=list(SIZES), default=None, help=argparse.SUPPRESS)
@@ -204,8 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = a.size or ("quick" if a.quick else "full")
     try:
         run_demo(a.out, size, a.weights, a.seed, a.overwrite, a.device)
+    except KeyboardInterrupt:
+        return interrupted()
     except (FileExistsError, FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     return 0
 

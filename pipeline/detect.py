@@ -47,6 +47,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .cli import HelpFormatter, interrupted, progress, user_message
 from .evaluate import load_model, score_clips
 from .io import atomic_write_json, atomic_write_text
 from .metrics import CLIP_LEN
@@ -296,8 +297,6 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
     Raises CheckpointError / FileExistsError / FileNotFoundError / ValueError when nothing can run;
     a video that fails is reported in the summary (status 'error') and the others go on.
     """
-    from tqdm import tqdm
-
     from .extract import FeatureExtractor
     from .i3d import WeightsError
     from .video import VideoError, find_videos
@@ -367,7 +366,7 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
 
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for path in tqdm(inputs, desc="detecting", unit="video", disable=quiet or len(inputs) < 2):
+    for path in progress(inputs, quiet or len(inputs) < 2, desc="detecting", unit="video"):
         t0 = time.time()
         row: dict[str, Any] = {"video": path.stem, "path": str(path), "status": "ok", "error": None}
         try:
@@ -434,18 +433,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score your own videos with a trained model: per-frame anomaly scores (CSV), anomalous "
                     "intervals (CSV) and a score plot per video, plus summary.json. Features are extracted "
                     "with the same I3D settings the checkpoint was trained on (read from the checkpoint).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("videos", nargs="+", help="video files, or folders searched for videos")
     p.add_argument("--checkpoint", required=True,
                    help="run directory (best.pt if validation-selected, else model.pt) or checkpoint file")
     p.add_argument("--out", default="detections", help="output folder")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="a frame is anomalous when its score >= this")
     p.add_argument("--min-duration", type=float, default=DEFAULT_MIN_DURATION,
-                   help="drop anomalous intervals shorter than this (seconds)")
+                   help="drop anomalous intervals shorter than this many seconds")
     p.add_argument("--merge-gap", type=float, default=DEFAULT_MERGE_GAP,
-                   help="join intervals separated by less than this (seconds)")
+                   help="join intervals separated by less than this many seconds")
     p.add_argument("--window", type=int, default=DEFAULT_WINDOW,
-                   help="score videos longer than this many 16-frame clips in overlapping windows (bounds memory)")
+                   help="score videos longer than this many 16-frame clips in overlapping windows, bounding memory")
     p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP, help="overlap of consecutive windows, in [0, 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--batch-size", type=int, default=8, help="clips per I3D forward")
@@ -458,15 +457,16 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("extractor (default: as recorded in the checkpoint; a contradicting value is refused)")
     g.add_argument("--weights", default=None, help="I3D weights file (needed when the recorded path is not on this machine "
                                                    "and the file is not in the torch hub cache; checked by sha256)")
-    g.add_argument("--profile", choices=["32x2", "8x8"], default=None)
+    g.add_argument("--profile", choices=["32x2", "8x8"], default=None, help="I3D network")
     g.add_argument("--random-init", action="store_true", default=None,
                    help="random I3D weights (only for checkpoints that record no extractor)")
     g.add_argument("--seed", type=int, default=None, help="seed of the random weights")
-    g.add_argument("--crops", type=int, choices=[1, 10], default=None)
-    g.add_argument("--short-side", type=int, default=None)
-    g.add_argument("--crop-size", type=int, default=None)
-    g.add_argument("--norm", default=None, choices=["kinetics", "minus1to1"])
-    g.add_argument("--tail", default=None, choices=["pad", "drop"])
+    g.add_argument("--crops", type=int, choices=[1, 10], default=None, help="centre crop or ten crops")
+    g.add_argument("--short-side", type=int, default=None, help="frames resized to this short side (pixels)")
+    g.add_argument("--crop-size", type=int, default=None, help="square crop side (pixels)")
+    g.add_argument("--norm", default=None, choices=["kinetics", "minus1to1"], help="pixel normalisation")
+    g.add_argument("--tail", default=None, choices=["pad", "drop"],
+                   help="last partial clip: pad (repeat the last frame) or drop")
     return p
 
 
@@ -476,8 +476,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = detect(a.videos, a.checkpoint, a.out, a.threshold, a.min_duration, a.merge_gap, a.window,
                          a.overlap, a.device, a.overwrite, flags, a.batch_size, a.plot, a.quiet, a.html)
+    except KeyboardInterrupt:
+        return interrupted()
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     failed = [r for r in summary["this_run"] if r["status"] != "ok"]
     for r in failed:

@@ -12,6 +12,12 @@ as a full 16 frames, as in RTFM's ground-truth files.
 A run directory as --checkpoint means its validation-selected ``best.pt`` when there is one,
 else its final ``model.pt``; never a checkpoint picked by test AUC.
 
+Annotations are checked against the features before anything is scored: intervals ending up to
+``data.OVERRUN_TOLERANCE`` (3) frames past a video's scored frames are clipped quietly (the official
+UCF-Crime file does that for a few videos); anything further, and frame counts in the annotation
+(MIST's format) that do not match the features' clip counts, print a warning naming the videos and
+are recorded in the report; ``--strict`` refuses them instead.
+
 With --out DIR: ``report.json`` (auc, ap, auc_abnormal, far, per_class, n_videos, n_frames, ...)
 and ``scores.npz`` (one array of clip scores per video, keyed by video name); with --html also
 ``report.html`` (ROC/PR curves, per-class AUC, each test video's curve against its ground truth,
@@ -25,10 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import data as D
-from .cli import run_cli
+from .cli import HelpFormatter, progress, run_cli
 from .io import atomic_save_npz, atomic_write_json
 from .metrics import CLIP_LEN, ScoredVideo, clip_to_frame_scores, frame_report
 from .model import AnomalyGCN, build_model
@@ -60,8 +65,13 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tu
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"{path}: not a pipeline checkpoint (no 'model'/'config' entries)")
     cfg = state["config"]
-    model = build_model(cfg, state["in_dim"])
-    model.load_state_dict(state["model"])
+    try:
+        model = build_model(cfg, state["in_dim"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:   # wrong shapes, missing or extra weights
+        detail = " ".join(str(e).split())
+        raise ValueError(f"{path}: the checkpoint does not fit this version's model "
+                         f"({e.__class__.__name__}: {detail[:300]}{'...' if len(detail) > 300 else ''})") from e
     model.to(device).eval()
     meta = {k: v for k, v in state.items() if k != "model"}
     meta["path"] = str(path)
@@ -78,12 +88,17 @@ def score_clips(model: AnomalyGCN, feats: np.ndarray, device: torch.device | str
 def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str | None = None,
              out: str | None = None, device: str = "auto", test_list: str | None = None,
              annotations: str | None = None, features: str | None = None, far_threshold: float = 0.5,
-             quiet: bool = False, html: bool = False) -> dict:
-    """Score the test split and return the report (also written under ``out`` when given)."""
+             quiet: bool = False, html: bool = False, strict: bool = False) -> dict:
+    """Score the test split and return the report (also written under ``out`` when given).
+
+    ``strict``: refuse annotations that run past the features or whose frame counts do not match
+    them (otherwise a warning on stderr and in the report)."""
     if html and not out:
         raise ValueError("--html writes report.html into --out; give --out DIR")
     if dataset not in D.DATASETS:
         raise ValueError(f"--dataset must be one of {D.DATASETS}, got {dataset!r}")
+    if not 0.0 <= far_threshold <= 1.0:
+        raise ValueError(f"--far-threshold must be in [0, 1], got {far_threshold}")
     root = Path(data_root or f"data/{dataset}")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
@@ -92,9 +107,15 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
     annotation = D.read_annotations(ann_path, dataset)
     videos = D.load_split(root, dataset, "test", list_path=test_list, features_root=features, annotation=annotation)
     annotation.check_names([v.name for v in videos])
+    extent = D.check_extent(annotation, {v.name: D.feature_clips(v.paths) for v in videos}, CLIP_LEN)
+    problems = extent.problems(ann_path)
+    if problems and strict:
+        raise D.DataError(problems[0] + "; refused (--strict)")
+    for line in problems:
+        print(f"warning: {line}; anomalous frames past the end are dropped (--strict refuses)", file=sys.stderr)
 
     scored, clip_scores = [], {}
-    for v in tqdm(videos, desc="scoring test videos", unit="video", disable=quiet):
+    for v in progress(videos, quiet, desc="scoring test videos", unit="video"):
         feats = D.load_features(v.paths, dim=model.in_dim)           # (clips, crops, D)
         s = score_clips(model, feats, dev)                            # (clips,)
         clip_scores[v.name] = s.astype(np.float32)
@@ -104,8 +125,8 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
                                   clip_to_frame_scores(s), annotation.frame_labels(v.name, n_frames)))
     report = frame_report(scored, far_threshold)
     report.update(dataset=dataset, checkpoint=meta["path"], checkpoint_epoch=meta.get("epoch"),
-                  selected_by=meta.get("selected_by", "final"), headline=HEADLINE[dataset],
-                  annotations=str(ann_path), clip_len=CLIP_LEN)
+                  selected_by=checkpoint_label(meta), headline=HEADLINE[dataset],
+                  annotations=str(ann_path), clip_len=CLIP_LEN, annotation_warnings=problems)
     if out:
         out_dir = Path(out)
         atomic_save_npz(out_dir / "scores.npz", clip_scores)
@@ -121,6 +142,17 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
     return report
 
 
+def checkpoint_label(meta: dict) -> str:
+    """How the checkpoint was chosen: 'validation', 'final', or for ``last.pt`` (the resume state,
+    which may be any epoch) 'resume state, epoch N of M'."""
+    if meta.get("selected_by"):
+        return meta["selected_by"]
+    if "optimizer" in meta:          # last.pt: written after every epoch, for --resume
+        total = (meta.get("config") or {}).get("epochs")
+        return f"resume state, epoch {meta.get('epoch')} of {total}" if total else "resume state"
+    return "final"
+
+
 def _pct(x) -> str:
     return "   n/a" if x is None else f"{100 * x:6.2f}"
 
@@ -128,7 +160,9 @@ def _pct(x) -> str:
 def format_report(r: dict) -> str:
     """A short table a person reads."""
     lines = [f"{r['dataset']}: {r['n_videos']} test videos ({r['n_abnormal_videos']} anomalous), "
-             f"{r['n_frames']} frames; checkpoint {r['checkpoint']} (epoch {r['checkpoint_epoch']}, {r['selected_by']})",
+             f"{r['n_frames']} frames; checkpoint {r['checkpoint']} "
+             + (f"({r['selected_by']})" if r['selected_by'].startswith("resume state")
+                else f"(epoch {r['checkpoint_epoch']}, {r['selected_by']})"),
              f"  frame AUC (%)            {_pct(r['auc'])}",
              f"  frame AP (%)             {_pct(r['ap'])}",
              f"  AUC anomalous only (%)   {_pct(r['auc_abnormal'])}",
@@ -145,28 +179,34 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline.evaluate",
         description="Frame-level evaluation (RTFM protocol): ROC-AUC for UCF-Crime and ShanghaiTech, "
                     "AP for XD-Violence, plus AUC on anomalous videos, per-class AUC and false-alarm rate.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default="ucf", choices=D.DATASETS)
+        formatter_class=HelpFormatter)
+    p.add_argument("--dataset", default="ucf", choices=D.DATASETS, help="dataset rules (labels, lists, headline metric)")
     p.add_argument("--data-root", default=None, help="data root (default data/<dataset>)")
     p.add_argument("--checkpoint", default=None,
                    help="run directory (uses best.pt if validation-selected, else model.pt) or checkpoint file "
                         "(default runs/<dataset>)")
     p.add_argument("--out", default=None, help="write report.json and scores.npz here")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--test-list", default=None, help="test list (default: found in the data root)")
     p.add_argument("--annotations", default=None, help="ground truth (default: found in the data root)")
     p.add_argument("--features", default=None, help="feature folder (default: <data-root>/features or the data root)")
     p.add_argument("--far-threshold", type=float, default=0.5, help="score threshold of the false-alarm rate")
     p.add_argument("--html", action="store_true",
                    help="also write report.html (ROC/PR, per-class AUC, every test video's curve; opens offline)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse annotations that run more than 3 frames past the features, or whose frame "
+                        "counts do not match them (default: warn and clip)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but warnings and errors (needs --out)")
     return p
 
 
 def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
+    p = build_parser()
+    a = p.parse_args(argv)
+    if a.quiet and not a.out:
+        p.error("--quiet without --out would print and write nothing; add --out DIR")
     return run_cli(lambda: evaluate(a.dataset, a.data_root, a.checkpoint, a.out, a.device, a.test_list,
-                                    a.annotations, a.features, a.far_threshold, a.quiet, a.html))
+                                    a.annotations, a.features, a.far_threshold, a.quiet, a.html, a.strict))
 
 
 if __name__ == "__main__":

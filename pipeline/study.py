@@ -55,12 +55,13 @@ import torch
 from . import data as D
 from . import evaluate as E
 from . import train as TR
+from .cli import HelpFormatter, interrupted, user_message
 from .io import atomic_write_json, atomic_write_text
 from .metrics import CLIP_LEN, ScoredVideo, clip_to_frame_scores, frame_report
 
 KEY_VERSION = 2   # 2: graph and clustering on undropped activations (issue 8): v1 runs are stale
 #: TrainConfig fields that do not change a run's result and stay out of the cache key.
-KEY_EXCLUDE = ("out", "device", "resume", "overwrite", "quiet", "keep_epochs")
+KEY_EXCLUDE = ("out", "device", "resume", "overwrite", "quiet", "keep_epochs", "cache")
 #: Options added to TrainConfig after the first studies were cached, each with the value that gives
 #: the behaviour from before it existed: at that value the field stays out of the key, so adding an
 #: option does not invalidate every cached run. Add a line here when adding such an option; any
@@ -698,12 +699,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "final model and the (optimistic) test-selected epoch are shown beside it. Runs are cached "
                     "in <out>/runs/<config hash>/: rerunning resumes an interrupted study and never recomputes "
                     "a finished run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--data-root", default=None, help="data root (default data/<dataset>)")
     p.add_argument("--dataset", default="ucf", choices=D.DATASETS, help="dataset rules; the headline is AP for xd")
     p.add_argument("--out", default=None, help="study folder (default studies/<dataset>)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell (first-seed, first-seed+1, ...)")
-    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--first-seed", type=int, default=0, help="the first seed of every cell")
     p.add_argument("--table-seeds", default=None,
                    help="per-table seed counts overriding --seeds, e.g. 2=3,3=2,4=2,fig2=1")
     p.add_argument("--tables", default="2,3,4,fig2", help="which of 2,3,4,fig2 to run")
@@ -711,21 +712,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these cell ids (t2-backbone,t2-bc,t2-cbl,t2-bcg,t3-fc,t3-gcn1,t3-gcn2,"
                         "t4-way1..t4-way4,fig2-<alpha>)")
     p.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS), help="Fig. 2's alpha values")
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs of every run")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of training videos held out (stratified) for model selection; 0 = final model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (not part of the cache key)")
     p.add_argument("--T", type=int, default=None, help="segments per training video (default by dataset)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="videos per batch, half normal half abnormal")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="Adam weight decay")
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout after each hidden layer")
     p.add_argument("--lambda1", type=float, default=d.lambda1, help="weight of L_bc (eq. 3)")
     p.add_argument("--mu", type=float, default=d.mu, help="normal-distance bound (eq. 1)")
     p.add_argument("--feature-dim", type=int, default=None,
                    help="feature width of the files (default: train's, 2048)")
-    p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters)
-    p.add_argument("--adjacency", default=d.adjacency, choices=TR.ADJACENCIES)
+    p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters, help="Lloyd iterations of each batch's k-means")
+    p.add_argument("--adjacency", default=d.adjacency, choices=TR.ADJACENCIES, help="how the two graphs combine")
     p.add_argument("--no-test-selection", action="store_true",
                    help="skip the optimistic test-selected column (saves one test pass per epoch)")
     p.add_argument("--keep-checkpoints", action="store_true",
@@ -743,8 +744,10 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     try:
         run_study(args)
+    except KeyboardInterrupt:
+        return interrupted()
     except (D.DataError, FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     return 0
 

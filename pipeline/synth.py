@@ -50,6 +50,7 @@ place; a non-empty ``out`` is refused unless ``--overwrite``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -60,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import interrupted, user_message
 from .data import UCF_CLASSES
 
 CLIP_LEN = 16  # frames per clip
@@ -465,14 +467,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="output data root (must be absent or empty)")
     p.add_argument("--dataset", default="ucf", choices=("ucf", "sht", "xd"), help="format to write (default ucf)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="size preset")
+    base = {k: v.default for k, v in inspect.signature(make_dataset).parameters.items()}
+
+    def dflt(key):   # the preset's value wins over make_dataset's default
+        return f"default: the preset's, else {base[key]}"
     for flag, help_ in (("n-train-normal", "normal training videos"), ("n-train-abnormal", "abnormal training videos"),
                         ("n-test-normal", "normal test videos"), ("n-test-abnormal", "abnormal test videos"),
                         ("min-clips", "fewest 16-frame clips per video"), ("max-clips", "most clips per video"),
                         ("crops", "crops per clip (RTFM uses 10)"), ("dim", "feature width (I3D R50: 2048)")):
-        p.add_argument(f"--{flag}", type=int, help=help_)
-    p.add_argument("--lengths", choices=("uniform", "ucf"), help="clip-count distribution")
-    p.add_argument("--dtype", choices=("float16", "float32", "float64"), help="stored dtype")
-    p.add_argument("--signal", type=float, help="anomaly strength (default 1; 0 = chance, 3 = easy)")
+        p.add_argument(f"--{flag}", type=int, help=f"{help_} ({dflt(flag.replace('-', '_'))})")
+    p.add_argument("--lengths", choices=("uniform", "ucf"), help=f"clip-count distribution ({dflt('lengths')})")
+    p.add_argument("--dtype", choices=("float16", "float32", "float64"), help=f"stored dtype ({dflt('dtype')})")
+    p.add_argument("--signal", type=float, help=f"anomaly strength, 0 = chance, 3 = easy ({dflt('signal')})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
@@ -485,8 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s = make_dataset(a.out, dataset=a.dataset, seed=a.seed, overwrite=a.overwrite,
                          progress=False if a.quiet else None, **kw)
+    except KeyboardInterrupt:
+        return interrupted()
     except (FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     if not a.quiet:
         c = s["counts"]

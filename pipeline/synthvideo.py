@@ -25,8 +25,11 @@ the official split files ``Anomaly_Train.txt`` / ``Anomaly_Test.txt`` (``Class/N
 lines) and the official ``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``
 (``Name_x264.mp4  Class  s1  e1  s2  e2  ``, -1 for none).
 
-Videos are written with PyAV (H.264 through libx264, or MPEG-4 part 2 where libx264 is missing).
-Everything is drawn from ``seed``: the same call writes the same pixels.
+Videos are written with PyAV: lossless H.264 (libx264, ``qp=0``, one thread), or MPEG-4 part 2
+(lossy, one thread) where libx264 is missing. Everything is drawn from ``seed`` and the
+encode is deterministic: the same call writes the same file, and it decodes to the same pixels.
+(libx264's default rate control is not: ten ``crf=18`` encodes of one video gave several
+different decodes, so a lossy encode would make every seeded run differ.)
 """
 from __future__ import annotations
 
@@ -220,10 +223,11 @@ def write_video(spec: VideoSpec, path: str | Path, codec: str | None = None) -> 
         stream = out.add_stream(codec, rate=spec.fps)
         stream.width = stream.height = spec.size
         stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "veryfast"}
-        else:
+        if codec == "libx264":     # lossless: the decode is the encoded YUV, whatever the encoder decides
+            stream.options = {"qp": "0", "preset": "veryfast", "threads": "1"}
+        else:                      # mpeg4 fallback (lossy): one thread -> the same bytes every run
             stream.bit_rate = 2_000_000
+            stream.options = {"threads": "1"}
         for rgb in render_frames(spec):
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 out.mux(packet)

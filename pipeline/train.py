@@ -24,8 +24,10 @@ All files are written atomically; every checkpoint loads with ``torch.load(weigh
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -34,14 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from . import data as D
-from .cli import run_cli
+from .cli import HelpFormatter, progress, run_cli
 from . import diagnostics as DG
 from .clustering import (CROSS_BATCH_WAYS, PSEUDO_LABELS, PSEUDO_RULES, CrossBatchMemory, clustering_input,
                          kmeans2, pseudo_labels, random_pseudo_labels)
-from .io import atomic_torch_save, atomic_write_json, atomic_write_text
+from .io import atomic_torch_save, atomic_write, atomic_write_json, atomic_write_text
 from .losses import batch_clustering_loss, centre_distance, kmax_k, kmax_loss, kmax_loss_logits, total_loss
 from .metrics import video_level_auc
 from .model import ADJACENCIES, GRAPH_FEATURES, SIMILARITIES, AnomalyGCN, build_model
@@ -87,6 +88,7 @@ class TrainConfig:
     pseudo_rule: str = "cosine"        # eq. 4 ("cosine", literal) or "mean": the cluster of higher mean score
     pseudo_labels: str = "cluster"     # control: "ones" (every abnormal segment boosted), "random"
     standardize: bool = True           # (ours) z-score inputs with training statistics (bench/RESULTS.md, issue 8)
+    cache: bool = True                 # keep the resampled training set in <data_root>/.pipeline_cache
     val_fraction: float = 0.0          # held-out share of training videos for model selection
     keep_epochs: bool = False          # keep every epoch's model in epochs/ (for studies)
     resume: bool = False
@@ -100,7 +102,18 @@ class TrainConfig:
             raise ValueError(f"--dataset must be one of {D.DATASETS}, got {c.dataset!r}")
         c.data_root = c.data_root or f"data/{c.dataset}"
         c.out = c.out or f"runs/{c.dataset}"
-        c.T = c.T or DEFAULT_T[c.dataset]
+        c.T = DEFAULT_T[c.dataset] if c.T is None else c.T
+        for name, ok, rule in (("epochs", c.epochs >= 1, "at least 1"), ("T", c.T >= 1, "at least 1"),
+                               ("feature_dim", c.feature_dim >= 1, "at least 1"),
+                               ("lr", c.lr > 0 and math.isfinite(c.lr), "a positive number"),
+                               ("weight_decay", 0 <= c.weight_decay < math.inf, ">= 0"),
+                               ("dropout", 0 <= c.dropout < 1, "in [0, 1)"),
+                               ("lambda1", 0 <= c.lambda1 < math.inf, ">= 0"),
+                               ("mu", 0 < c.mu < math.inf, "a positive number"),
+                               ("alpha", 0 < c.alpha < math.inf, "a positive number (the paper uses 1.0-1.5)"),
+                               ("kmeans_iters", c.kmeans_iters >= 1, "at least 1")):
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')} must be {rule}, got {getattr(c, name)}")
         if c.cluster_layer not in CLUSTER_LAYERS:
             raise ValueError(f"--cluster-layer must be one of {CLUSTER_LAYERS}")
         if c.cross_batch not in CROSS_BATCH_WAYS:
@@ -127,9 +140,16 @@ def pick_device(name: str) -> torch.device:
 
 # ----------------------------------------------------------------------------- data
 
+#: Training features are kept in memory as float16 (half the memory: UCF-Crime's 1610 ten-crop
+#: videos at T=150 take 9.9 GB instead of 19.8 GB); bench/RESULTS.md measures that scoring
+#: float16-rounded instead of float32 features moves clip scores by at most 4e-6 and the AUC not at
+#: all. Values beyond float16's range would become inf, so they are refused with the file named.
+FLOAT16_MAX = float(np.finfo(np.float16).max)     # 65504
+
+
 @dataclass
 class FeatureSet:
-    """Training videos resampled to T segments, kept in memory as float16."""
+    """Training videos resampled to T segments, kept in memory as float16 (see FLOAT16_MAX)."""
     names: list[str]
     labels: torch.Tensor               # (N,) long
     feats: torch.Tensor                # (N, T, crops, D) float16
@@ -139,20 +159,72 @@ class FeatureSet:
         self.crops = self.feats.shape[2]
 
 
-def load_training_set(videos: list, T: int, dim: int = D.FEATURE_DIM, quiet: bool = False) -> FeatureSet:
-    """Load and resample every training video (RTFM's rule, data.resample) -> FeatureSet."""
+CACHE_DIR = ".pipeline_cache"
+CACHE_VERSION = 1
+
+
+def training_cache_path(videos: list, T: int, dim: int, cache_dir: Path) -> Path:
+    """Where the resampled training set of ``videos`` is cached: the name holds a hash of the
+    videos (name, label, every feature file's absolute path, size and mtime), T, the feature width
+    and the stored dtype, so any change to the list or the files means another cache file."""
+    key = {"version": CACHE_VERSION, "T": int(T), "dim": int(dim), "dtype": "float16",
+           "videos": [[v.name, int(v.label), [[str(Path(p).resolve()), Path(p).stat().st_size,
+                                               Path(p).stat().st_mtime_ns] for p in v.paths]] for v in videos]}
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]
+    return Path(cache_dir) / f"train_T{T}_{digest}.cache"   # not *.npy: never taken for a feature file
+
+
+def _read_cache(path: Path, n: int, T: int, dim: int) -> torch.Tensor | None:
+    """The cached (N, T, crops, D) float16 array (``.npy`` content), or None when absent or of another shape."""
+    if not path.is_file():
+        return None
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if a.dtype != np.float16 or a.ndim != 4 or a.shape[:2] != (n, T) or a.shape[3] != dim:
+        return None
+    return torch.from_numpy(a)
+
+
+def load_training_set(videos: list, T: int, dim: int = D.FEATURE_DIM, quiet: bool = False,
+                      cache_dir: str | Path | None = None) -> FeatureSet:
+    """Load and resample every training video (RTFM's rule, data.resample) -> FeatureSet.
+
+    With ``cache_dir``, the resampled set is read from / written to an atomic ``.npy``-format file
+    there (see :func:`training_cache_path`); a folder that cannot be written only costs the speed-up.
+    """
     if not videos:
         raise D.DataError("the training list holds no videos")
+    labels = torch.tensor([v.label for v in videos], dtype=torch.long)
+    cache = training_cache_path(videos, T, dim, cache_dir) if cache_dir is not None else None
+    if cache is not None:
+        feats = _read_cache(cache, len(videos), T, dim)
+        if feats is not None:
+            if not quiet:
+                print(f"training set: {len(videos)} videos resampled to T={T}, from the cache {cache}")
+            return FeatureSet([v.name for v in videos], labels, feats)
     arrays, crops = [], None
-    for v in tqdm(videos, desc="loading features", unit="video", disable=quiet):
+    for v in progress(videos, quiet, desc="loading features", unit="video"):
         f = D.load_features(v.paths, dim=dim)                            # (clips, crops, D)
         if crops is None:
             crops = f.shape[1]
         elif f.shape[1] != crops:
             raise D.DataError(f"{v.paths[0]}: {f.shape[1]} crops, but earlier videos have {crops}")
-        arrays.append(torch.from_numpy(D.resample(f, T).astype(np.float16)))  # (T, crops, D)
-    labels = torch.tensor([v.label for v in videos], dtype=torch.long)
-    return FeatureSet([v.name for v in videos], labels, torch.stack(arrays))
+        r = D.resample(f, T)                                             # (T, crops, D) float32
+        peak = float(np.abs(r).max())
+        if peak > FLOAT16_MAX:
+            raise D.DataError(f"{v.paths[0]}: feature values up to {peak:.4g} exceed float16's range "
+                              f"(+-{FLOAT16_MAX:.0f}), in which training keeps its features; rescale them")
+        arrays.append(torch.from_numpy(r.astype(np.float16)))            # (T, crops, D)
+    feats = torch.stack(arrays)                                          # (N, T, crops, D) float16
+    if cache is not None:
+        try:
+            atomic_write(cache, lambda f: np.save(f, feats.numpy()))
+        except OSError as e:
+            print(f"warning: cannot write the training-set cache {cache} ({e.strerror or e}); "
+                  f"going on without it (--no-cache to skip)", file=sys.stderr)
+    return FeatureSet([v.name for v in videos], labels, feats)
 
 
 EXTRACTOR_KEYS = ("profile", "weights_sha256", "random_init", "seed", "crops", "short_side", "crop_size", "norm",
@@ -385,6 +457,21 @@ def validate(model, fs: FeatureSet, indices: list[int], device: torch.device) ->
     return {"val_auc": video_level_auc(np.array(video_scores), labels), "val_kmax": float(np.mean(losses))}
 
 
+#: Fewer held-out videos of a kind than this make best.pt a coin toss: warned about.
+MIN_VALIDATION_PER_CLASS = 5
+
+
+def warn_small_validation(labels: torch.Tensor, val_idx: list[int]) -> None:
+    """A warning on stderr when --val-fraction leaves fewer than MIN_VALIDATION_PER_CLASS videos of a kind."""
+    if not val_idx:
+        return
+    counts = [int((labels[val_idx] == k).sum()) for k in (0, 1)]
+    if min(counts) < MIN_VALIDATION_PER_CLASS:
+        print(f"warning: --val-fraction holds out only {counts[0]} normal and {counts[1]} abnormal video(s); "
+              f"best.pt is chosen on so few that it is mostly chance (raise --val-fraction, or use model.pt)",
+              file=sys.stderr)
+
+
 def better(new: dict, best: dict | None) -> bool:
     """Model selection: higher validation video-level AUC, then lower validation k-max loss."""
     if best is None:
@@ -408,18 +495,41 @@ def model_checkpoint(model, cfg: TrainConfig, epoch: int, in_dim: int, extractor
 
 
 def prepare_run_dir(cfg: TrainConfig) -> Path:
+    """Check the run directory before any work; it is created only when the first file is written,
+    so a run that fails on its input leaves nothing behind."""
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: --out is a file, not a folder")
     if out.exists() and any(out.glob("*.pt")) and not (cfg.resume or cfg.overwrite):
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, "
                               f"--overwrite to start again, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{out}: cannot write here ({existing} is not writable)")
     return out
+
+
+def read_resume_state(path: Path) -> dict:
+    """``last.pt`` for --resume, checked before any data is loaded; one line naming the file if unusable."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated, corrupt or foreign files get the same clear message
+        raise ValueError(f"{path}: cannot resume from this file ({e.__class__.__name__}: {e}); delete it to "
+                         f"start from scratch, or pass --overwrite") from e
+    needed = ("model", "optimizer", "memory", "generator", "kmeans_generator", "torch_rng", "epoch", "best")
+    missing = [k for k in needed if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path}: not a training state of pipeline.train (missing {', '.join(missing)}); "
+                         f"delete it to start from scratch, or pass --overwrite")
+    return state
 
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training; returns the run directory."""
     cfg = cfg.resolved()
     out = prepare_run_dir(cfg)
+    last = out / "last.pt"
+    resume_state = read_resume_state(last) if cfg.resume and last.exists() else None
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)            # data: validation split, batches, crops
@@ -427,10 +537,12 @@ def train(cfg: TrainConfig) -> Path:
 
     root = Path(cfg.data_root)
     videos = D.load_split(root, cfg.dataset, "train", list_path=cfg.train_list, features_root=cfg.features)
-    fs = load_training_set(videos, cfg.T, cfg.feature_dim, cfg.quiet)
+    fs = load_training_set(videos, cfg.T, cfg.feature_dim, cfg.quiet,
+                           cache_dir=Path(cfg.data_root) / CACHE_DIR if cfg.cache else None)
     in_dim = fs.feats.shape[-1]
     extractor = extractor_meta(videos)
     train_idx, val_idx = split_validation(fs.labels, cfg.val_fraction, gen)
+    warn_small_validation(fs.labels, val_idx)
     batches = BalancedBatches(fs.labels, train_idx, cfg.batch_size, gen)
     seg_truth = load_segment_truth(root, fs.names, cfg.T)       # (N, T) or None: measured, never trained on
 
@@ -443,13 +555,17 @@ def train(cfg: TrainConfig) -> Path:
     memories = {"normal": CrossBatchMemory(cfg.cross_batch, cfg.kmeans_iters),
                 "abnormal": CrossBatchMemory(cfg.cross_batch, cfg.kmeans_iters)}
     start, best, log_lines = 1, None, []
-    last = out / "last.pt"
-    if cfg.resume and last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        for k in memories:
-            memories[k].load_state_dict(state["memory"][k])
+    if resume_state is not None:
+        state = resume_state
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            for k in memories:
+                memories[k].load_state_dict(state["memory"][k])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise ValueError(f"{last}: this training state does not fit the run's settings "
+                             f"({e.__class__.__name__}: {' '.join(str(e).split())[:200]}); "
+                             f"delete it to start from scratch, or pass --overwrite") from e
         gen.set_state(state["generator"])
         kgen.set_state(state["kmeans_generator"])
         set_rng_state(state, device)
@@ -471,7 +587,7 @@ def train(cfg: TrainConfig) -> Path:
     model.train()
     for epoch in range(start, cfg.epochs + 1):
         t0, sums, counts, n = time.time(), {}, {}, 0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=cfg.quiet)
+        bar = progress(batches, cfg.quiet, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
         for normal, abnormal in bar:
             x, y = batch_features(fs, normal, abnormal, gen, device)
             truth = seg_truth[torch.tensor(normal + abnormal)] if seg_truth is not None else None
@@ -528,7 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline.train",
         description="Train the clustering-guided GCN (Cao et al., ICME 2023) on cached I3D features. "
                     "Defaults chain: --dataset ucf reads data/ucf and writes runs/ucf.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="Output: a line per epoch (losses, validation); progress bars only on a terminal, so a log "
+               "redirected to a file holds the epoch lines alone. --quiet prints nothing but warnings and errors.",
+        formatter_class=HelpFormatter)
     d = TrainConfig()
     p.add_argument("--dataset", default=d.dataset, choices=D.DATASETS, help="dataset rules (labels, lists, T)")
     p.add_argument("--data-root", default=None, help="data root (default data/<dataset>): split lists, features")
@@ -536,14 +654,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-list", default=None, help="training list (default: found in the data root)")
     p.add_argument("--features", default=None, help="feature folder (default: <data-root>/features or the data root)")
     p.add_argument("--feature-dim", type=int, default=d.feature_dim, help="feature width the files must have")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the larger kind of training videos")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the model, the validation split, the batches and k-means (same seed, same model)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--T", type=int, default=None, help="segments per training video (default UCF 150, SHT 100, XD 200)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="videos per batch, half normal half abnormal")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="Adam weight decay")
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout after each hidden layer, in [0, 1)")
     p.add_argument("--lambda1", type=float, default=d.lambda1, help="weight of the batch clustering loss (eq. 3)")
     p.add_argument("--mu", type=float, default=d.mu, help="upper bound of the normal-cluster distance (eq. 1)")
     p.add_argument("--alpha", type=float, default=d.alpha, help="score expansion factor (eq. 5)")
@@ -552,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross-batch learning way (Table 4); none = random k-means starts")
     p.add_argument("--no-bc", dest="bc", action="store_false", help="drop the batch clustering loss (Table 2)")
     p.add_argument("--no-bcg", dest="bcg", action="store_false", help="drop the clustering-guided scores (Table 2)")
-    p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters)
+    p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters, help="Lloyd iterations of each batch's k-means")
     p.add_argument("--adjacency", default=d.adjacency, choices=ADJACENCIES, help="how the two graphs combine")
     p.add_argument("--similarity", default=d.similarity, choices=SIMILARITIES,
                    help="similarity graph: 'centred' (ours: cosines of deviations from the video mean, "
@@ -574,14 +693,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=d.standardize,
                    help="z-score each feature dimension with the training videos' statistics (stored in the "
                         "model, so evaluate and detect apply them); without it raw I3D-like features train "
-                        "slowly or not at all (bench/RESULTS.md, issue 8)")
+                        "slowly or not at all (default: on; bench/RESULTS.md, issue 8)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="hold out this share of the training videos (stratified) and keep the checkpoint "
                         "with the best video-level AUC on them as best.pt; the test set is never used")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="do not read or write the resampled training set in <data-root>/.pipeline_cache/ "
+                        "(keyed by the list, the files' sizes and times, T and the width; safe to delete)")
     p.add_argument("--keep-epochs", action="store_true", help="keep every epoch's model under epochs/")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--overwrite", action="store_true", help="start again in an --out that holds a run")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing but warnings and errors (no per-epoch lines, no progress bars)")
     return p
 
 

@@ -123,6 +123,7 @@ def trained(tmp_path_factory):
     return dict(root=root, run=root / "run", video=video, spec=spec)
 
 
+@pytest.mark.slow   # end to end: generated videos -> extract -> detect
 def test_detect_cli_end_to_end(trained, capsys):
     out = trained["root"] / "det"
     rc = det.main([str(trained["video"]), "--checkpoint", str(trained["run"]), "--out", str(out),
@@ -160,6 +161,7 @@ RECORD = dict(profile="32x2", weights=None, weights_sha256=None, random_init=Tru
               short_side=64, crop_size=56, norm="kinetics", tail="pad", clip_len=16, feature_dim=2048)
 
 
+@pytest.mark.slow   # end to end: generated videos -> extract -> detect
 def test_detect_reads_extractor_from_checkpoint(trained, capsys):
     ckpt = _with_extractor(trained, "recorded.pt", RECORD)
     out = trained["root"] / "det_recorded"
@@ -171,6 +173,7 @@ def test_detect_reads_extractor_from_checkpoint(trained, capsys):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow   # end to end: generated videos -> extract -> detect
 def test_detect_refuses_extractor_mismatch(trained, capsys):
     ckpt = _with_extractor(trained, "tencrop.pt", dict(RECORD, crops=10, short_side=256, crop_size=224))
     rc = det.main([str(trained["video"]), "--checkpoint", str(ckpt), "--out", str(trained["root"] / "x"),
@@ -184,6 +187,7 @@ def test_detect_refuses_extractor_mismatch(trained, capsys):
     assert not (trained["root"] / "x").exists()
 
 
+@pytest.mark.slow   # end to end: generated videos -> extract -> detect
 def test_detect_missing_checkpoint(trained, tmp_path, capsys):
     rc = det.main([str(trained["video"]), "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert rc == 2 and "nope" in capsys.readouterr().err
@@ -193,6 +197,7 @@ def test_detect_missing_checkpoint(trained, tmp_path, capsys):
     assert rc == 2 and "bad.pt" in capsys.readouterr().err
 
 
+@pytest.mark.slow   # end to end: generated videos -> extract -> detect
 def test_detect_unreadable_video_among_good_ones(trained, tmp_path, capsys):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x01 this is not a video" * 50)
@@ -206,3 +211,15 @@ def test_detect_unreadable_video_among_good_ones(trained, tmp_path, capsys):
     rows = {v["video"]: v for v in json.loads((out / "summary.json").read_text())["videos"]}
     assert rows["broken"]["status"] == "error" and rows["probe_video"]["status"] == "ok"
     assert re.search(r"broken\.mp4", rows["broken"]["error"])
+
+
+@pytest.mark.slow   # end to end: generated videos -> extract -> detect
+def test_detect_checkpoint_of_other_shapes_exits_2_naming_it(trained, tmp_path, capsys):
+    state = torch.load(trained["run"] / "model.pt", map_location="cpu", weights_only=True)
+    state["model"] = {k: (v[:, :100] if v.ndim == 2 and v.shape[1] == 2048 else v) for k, v in state["model"].items()}
+    torch.save(state, tmp_path / "narrow.pt")                         # weights for 100-d features, in_dim 2048
+    rc = det.main([str(trained["video"]), "--checkpoint", str(tmp_path / "narrow.pt"), "--out", str(tmp_path / "o"),
+                   *FX, *RANDOM])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "narrow.pt" in err[0] and "does not fit" in err[0]
+    assert not (tmp_path / "o").exists()

@@ -127,3 +127,97 @@ def test_scores_real_rtfm_ten_crop_features(tmp_path):
     assert feats.shape == (32, 10, 2048)
     s = E.score_clips(model, feats)
     assert s.shape == (32,) and np.all((s >= 0) & (s <= 1))
+
+
+# ----------------------------------------------------------------------------- issue 11: no silent wrong results
+
+def _ann_rows(root):
+    ann = root / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"
+    return ann, [l.split() for l in ann.read_text().splitlines() if l.strip()]
+
+
+def _write_ann(ann, rows):
+    ann.write_text("".join("  ".join(r) + "  \n" for r in rows))
+
+
+def _clips(root, name):
+    from pipeline import data as D
+    return D.feature_clips(D.index_features(root)[name])
+
+
+def test_annotation_past_the_end_warns_and_strict_refuses(trained, tmp_path, capsys):
+    root, run = trained
+    bad = tmp_path / "data"
+    shutil.copytree(root, bad)
+    ann, rows = _ann_rows(bad)
+    i = next(k for k, r in enumerate(rows) if int(r[2]) >= 0)
+    name = rows[i][0][:-4]
+    n = 16 * _clips(bad, name)
+    # a 2-frame overrun (as in the official file) is clipped quietly
+    rows[i][3] = str(n + 1)
+    _write_ann(ann, rows)
+    assert E.main(["--data-root", str(bad), "--checkpoint", str(run), "--out", str(tmp_path / "a")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    # an interval wholly past the end of the features: warned (video named, count), recorded, refused by --strict
+    rows[i][4:6] = [str(n + 40), str(n + 80)]
+    _write_ann(ann, rows)
+    assert E.main(["--data-root", str(bad), "--checkpoint", str(run), "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and name in err and "1 video(s)" in err and ann.name in err and "start after" in err
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["annotation_warnings"] and name in report["annotation_warnings"][0]
+    assert E.main(["--data-root", str(bad), "--checkpoint", str(run), "--strict"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and name in err[0] and "--strict" in err[0]
+
+
+def test_mist_frame_counts_are_checked_against_the_features(trained, tmp_path, capsys):
+    root, run = trained
+    bad = tmp_path / "data"
+    shutil.copytree(root, bad)
+    ann, rows = _ann_rows(bad)
+    # MIST's format: a 7th column with the frame count; right for every video but one
+    for r in rows:
+        r.append(str(16 * _clips(bad, r[0][:-4]) - 5))
+    rows[0][6] = str(16 * _clips(bad, rows[0][0][:-4]) + 64)
+    _write_ann(ann, rows)
+    assert E.main(["--data-root", str(bad), "--checkpoint", str(run), "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "1 video(s) have a frame count" in err and rows[0][0][:-4] in err
+    assert E.main(["--data-root", str(bad), "--checkpoint", str(run), "--strict"]) == 2
+
+
+def test_checkpoint_of_other_shapes_is_one_line_naming_the_file(trained, tmp_path, capsys):
+    root, run = trained
+    state = torch.load(run / "model.pt", weights_only=True)
+    state["in_dim"] = 512                                   # the weights are for 256-d features
+    torch.save(state, tmp_path / "other.pt")
+    assert E.main(["--data-root", str(root), "--checkpoint", str(tmp_path / "other.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other.pt" in err[0] and "does not fit" in err[0]
+
+
+def test_pickled_checkpoint_message_gives_no_unsafe_advice(trained, tmp_path, capsys):
+    root, _ = trained
+    torch.save({"model": {}, "config": {}, "x": Path("/")}, tmp_path / "pickled.pt")   # a pickled object
+    assert E.main(["--data-root", str(root), "--checkpoint", str(tmp_path / "pickled.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "pickled.pt" in err and "pickled Python objects" in err
+    assert "weights_only" not in err and "allow_pickle" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_quiet_without_out_is_refused(trained, capsys):
+    root, run = trained
+    with pytest.raises(SystemExit) as e:
+        E.main(["--data-root", str(root), "--checkpoint", str(run), "--quiet"])
+    assert e.value.code == 2 and "--out" in capsys.readouterr().err
+
+
+def test_last_pt_is_labelled_as_resume_state(trained, tmp_path, capsys):
+    root, run = trained
+    state = torch.load(run / "last.pt", weights_only=True)
+    state["epoch"] = 1                                       # as if training stopped after epoch 1 of 2
+    torch.save(state, tmp_path / "last.pt")
+    assert E.main(["--data-root", str(root), "--checkpoint", str(tmp_path / "last.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "resume state, epoch 1 of 2" in out and "final" not in out

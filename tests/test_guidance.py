@@ -223,7 +223,7 @@ def test_each_switch_changes_the_computation():
     _, loss, parts = _step(base, x, y, n)
     # --no-bc: the loss is the k-max loss alone
     _, l_nobc, p_nobc = _step(replace(base, bc=False), x, y, n)
-    assert float(l_nobc) == pytest.approx(p_nobc["kmax"]) and parts["loss"] != pytest.approx(p_nobc["loss"])
+    assert l_nobc.item() == pytest.approx(p_nobc["kmax"]) and parts["loss"] != pytest.approx(p_nobc["loss"])
     # lambda1 scales L_bc: L = L_kmax + lambda1 L_bc (eq. 3)
     assert parts["loss"] == pytest.approx(parts["kmax"] + base.lambda1 * parts["bc"], rel=1e-5)
     # --no-bcg: no boost -> a different k-max loss (boosted segments gain log alpha)

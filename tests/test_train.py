@@ -212,3 +212,140 @@ def test_extractor_seed_only_matters_for_random_weights(tmp_path):
     write(True)                                      # random weights: different seeds are different networks
     with pytest.raises(T.D.DataError, match="different settings"):
         T.extractor_meta(videos)
+
+
+# ----------------------------------------------------------------------------- issue 11
+
+@pytest.mark.parametrize("flags,message", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--T", "0"], "--T must be at least 1"),
+    (["--alpha", "0"], "--alpha must be a positive number"),
+    (["--alpha", "-1"], "--alpha must be a positive number"),
+    (["--lr", "0"], "--lr must be a positive number"),
+    (["--dropout", "1"], "--dropout must be in [0, 1)"),
+    (["--mu", "0"], "--mu must be a positive number"),
+    (["--kmeans-iters", "0"], "--kmeans-iters must be at least 1"),
+    (["--lambda1", "-0.1"], "--lambda1 must be >= 0"),
+])
+def test_nonsense_flags_are_refused_before_any_work(root, tmp_path, capsys, flags, message):
+    assert run(root, tmp_path / "run", *flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_failed_run_leaves_no_empty_run_dir(tmp_path, capsys):
+    assert run(tmp_path / "nowhere", tmp_path / "run") == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_from_corrupt_last_pt_names_the_file(root, tmp_path, capsys, monkeypatch):
+    assert run(root, tmp_path / "run") == 0
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])                       # truncated by a full disk, say
+    loads = []
+    monkeypatch.setattr(T, "load_training_set", lambda *a, **k: loads.append(1))
+    assert run(root, tmp_path / "run", "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(last) in err[0] and "cannot resume" in err[0] and "--overwrite" in err[0]
+    assert not loads                                                 # refused before loading the data
+    torch.save({"epoch": 1}, last)                                   # readable, but not a training state
+    assert run(root, tmp_path / "run", "--resume") == 2
+    assert "not a training state" in capsys.readouterr().err
+
+
+def test_features_beyond_float16_range_are_refused_naming_the_file(root, tmp_path, capsys):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad)
+    f = sorted((bad / "UCF_Train_ten_crop_i3d").glob("*.npy"))[0]
+    a = np.load(f).astype(np.float32)
+    a[:, ..., 7] = 1e5                                              # finite, but inf as float16
+    np.save(f, a)
+    assert run(bad, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert f.name in err and "float16" in err and "Traceback" not in err
+
+
+def test_small_validation_split_warns(root, tmp_path, capsys):
+    assert run(root, tmp_path / "run", "--val-fraction", "0.2") == 0  # 1 normal + 1 abnormal held out
+    err = capsys.readouterr().err
+    assert "warning: --val-fraction holds out only 1 normal and 1 abnormal" in err
+
+
+def test_same_seed_same_model_bytes(root, tmp_path):
+    assert run(root, tmp_path / "a", "--seed", "5") == 0
+    assert run(root, tmp_path / "b", "--seed", "5") == 0
+    a, b = load(tmp_path / "a" / "model.pt"), load(tmp_path / "b" / "model.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "seconds"} for l in p.read_text().splitlines()]
+    assert strip(tmp_path / "a" / "log.jsonl") == strip(tmp_path / "b" / "log.jsonl")
+
+
+def test_epoch_lines_without_progress_bars_when_redirected(root, tmp_path, capsys):
+    # capsys: stdout/stderr are not terminals, as when the log goes to a file
+    assert T.main(["--data-root", str(root), "--out", str(tmp_path / "run"), "--epochs", "2", "--batch-size", "8",
+                   "--T", "16", "--feature-dim", "256"]) == 0
+    cap = capsys.readouterr()
+    assert [l.split()[1] for l in cap.out.splitlines() if l.startswith("epoch ")] == ["1/2", "2/2"]
+    assert "\r" not in cap.out + cap.err and "batch/s" not in cap.err and "it/s" not in cap.err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(root, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.train", "--data-root", str(root), "--out",
+                             str(tmp_path / "run"), "--epochs", "100000", "--batch-size", "8", "--T", "16",
+                             "--feature-dim", "256"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    line = proc.stdout.readline()
+    while line and not line.startswith("epoch 1/"):
+        line = proc.stdout.readline()
+    assert line.startswith("epoch 1/"), proc.stderr.read()
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "interrupted" in err
+    assert (tmp_path / "run" / "last.pt").exists() and not list((tmp_path / "run").glob(".*.tmp"))
+
+
+def test_training_set_cache_is_reused_and_keyed_by_the_files(root, tmp_path, capsys):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(root, data, ignore=shutil.ignore_patterns(T.CACHE_DIR))   # other tests' caches stay behind
+    args = ["--epochs", "1", "--batch-size", "8", "--T", "16", "--feature-dim", "256"]
+    assert T.main(["--data-root", str(data), "--out", str(tmp_path / "a"), *args]) == 0
+    caches = list((data / T.CACHE_DIR).glob("train_T16_*.cache"))
+    assert len(caches) == 1 and "from the cache" not in capsys.readouterr().out
+    assert T.main(["--data-root", str(data), "--out", str(tmp_path / "b"), *args]) == 0
+    assert "from the cache" in capsys.readouterr().out
+    assert T.main(["--data-root", str(data), "--out", str(tmp_path / "c"), *args, "--no-cache"]) == 0
+    assert "from the cache" not in capsys.readouterr().out
+    a, b, c = (load(tmp_path / r / "model.pt")["model"] for r in "abc")
+    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
+    # a changed feature file is a different training set: a new cache file, never the stale one
+    f = sorted((data / "UCF_Train_ten_crop_i3d").glob("*.npy"))[0]
+    np.save(f, np.load(f) * 2)
+    assert T.main(["--data-root", str(data), "--out", str(tmp_path / "d"), *args]) == 0
+    assert "from the cache" not in capsys.readouterr().out
+    assert len(list((data / T.CACHE_DIR).glob("train_T16_*.cache"))) == 2
+    # another T: another file
+    assert T.training_cache_path(T.D.load_split(data, "ucf", "train"), 8, 256, tmp_path).name.startswith("train_T8_")
+
+
+def test_pickled_feature_file_gives_no_unsafe_advice(root, tmp_path, capsys):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad, ignore=shutil.ignore_patterns(T.CACHE_DIR))
+    f = sorted((bad / "UCF_Train_ten_crop_i3d").glob("*.npy"))[0]
+    np.save(f, np.array([{"not": "features"}], dtype=object), allow_pickle=True)
+    assert run(bad, tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f.name in err[0] and "pickled Python objects" in err[0]
+    assert "allow_pickle" not in err[0] and "weights_only" not in err[0]
