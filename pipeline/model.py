@@ -14,8 +14,9 @@ Every graph convolution uses the same adjacency, built once per video (Wu et al.
 Which features the similarity graph is built from (``graph_features``) and how the threshold acts
 (``similarity``) are our choices, measured in bench/RESULTS.md ("Issue 8"):
 
-- ``graph_features="input"`` (default, as HL-Net): the (standardised) input features;
-  ``"fc"``: the FC output *before* dropout. Never the dropout-masked FC output: with p = 0.6 the cosine
+- ``graph_features="fc"`` (default): the FC output *before* dropout, a space the network learns, where
+  anomalous and normal segments move apart; ``"input"`` (as HL-Net): the (standardised) input
+  features. Never the dropout-masked FC output: with p = 0.6 the cosine
   of two identical segments falls to ~0.4, so in training no pair passes 0.7 while nearly all do at
   test, and the network would train on one graph and be tested on another.
 - ``similarity="hlnet"`` (the paper's literal form): below-threshold cosines become 0 and still enter
@@ -26,6 +27,10 @@ Which features the similarity graph is built from (``graph_features``) and how t
   weight 0 (a masked softmax; a row with no similar segment keeps only itself). A segment then averages
   only over segments that deviate from the video in the same way, so an anomaly is not spread over
   its video.
+
+- ``proximity="gated"`` (default): ``exp(-|i-j|/e)`` kept only between segments whose centred
+  cosine is >= 0 (an edge-preserving smoother); ``"plain"``: the kernel as printed, which at test
+  time spills a strong event's score 2-3 clips into the normal clips around it.
 
 Our choice for combining the graphs (the paper does not say): each graph layer owns one learned
 scalar w (initialised at 0.5 through a sigmoid) and uses the row-stochastic mix
@@ -48,6 +53,7 @@ import torch.nn.functional as F
 
 ADJACENCIES = ("learned", "sum", "similarity", "proximity", "none")
 SIMILARITIES = ("centred", "hlnet")
+PROXIMITIES = ("gated", "plain")
 GRAPH_FEATURES = ("input", "fc")
 
 
@@ -63,6 +69,13 @@ def similarity_adjacency(x: torch.Tensor, threshold: float = 0.7) -> torch.Tenso
     return torch.softmax(cos, dim=-1)
 
 
+def centred_cosine(x: torch.Tensor) -> torch.Tensor:
+    """Cosines of the segments' deviations from their video mean: x (B, T, D) -> (B, T, T)."""
+    xc = x - x.mean(dim=1, keepdim=True)                        # (B, T, D)
+    xn = F.normalize(xc, dim=-1, eps=1e-8)                      # (B, T, D)
+    return xn @ xn.transpose(1, 2)                              # (B, T, T)
+
+
 def centred_similarity_adjacency(x: torch.Tensor, threshold: float = 0.7) -> torch.Tensor:
     """Similarity graph of the deviations from the video mean, below-threshold pairs masked out.
 
@@ -71,12 +84,24 @@ def centred_similarity_adjacency(x: torch.Tensor, threshold: float = 0.7) -> tor
     A segment like no other keeps only itself; a video-wide component (scene, video mean) cannot
     connect every segment to every other.
     """
-    xc = x - x.mean(dim=1, keepdim=True)                        # (B, T, D)
-    xn = F.normalize(xc, dim=-1, eps=1e-8)                      # (B, T, D)
-    cos = xn @ xn.transpose(1, 2)                               # (B, T, T)
+    cos = centred_cosine(x)                                     # (B, T, T)
     eye = torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
     keep = (cos >= threshold) | eye                             # (B, T, T)
     return torch.softmax(cos.masked_fill(~keep, float("-inf")), dim=-1)
+
+
+def gated_proximity_adjacency(x: torch.Tensor) -> torch.Tensor:
+    """Temporal proximity ``exp(-|i-j|/e)`` kept only between segments that deviate from their video
+    mean in agreeing directions (centred cosine >= 0), rows normalised: x (B, T, D) -> (B, T, T).
+
+    An edge-preserving smoother (as a bilateral filter): neighbours on the same side of an event's
+    edge still average, so faint anomalies are denoised, but a strong anomaly does not spill into
+    the normal clips around it, which the plain kernel does at test time (a node is one clip there).
+    """
+    prox = proximity_adjacency(x.shape[1], x.device, x.dtype)                  # (T, T)
+    eye = torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
+    a = prox * ((centred_cosine(x) >= 0) | eye)                                 # (B, T, T)
+    return a / a.sum(dim=-1, keepdim=True)
 
 
 def proximity_adjacency(T: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -108,7 +133,7 @@ class GraphConv(nn.Module):
         return torch.sigmoid(self.mix_logit)
 
     def forward(self, h: torch.Tensor, a_sim: torch.Tensor, a_prox: torch.Tensor) -> torch.Tensor:
-        # h: (B, T, in), a_sim: (B, T, T), a_prox: (T, T) -> (B, T, out)
+        # h: (B, T, in), a_sim: (B, T, T), a_prox: (T, T) or (B, T, T) -> (B, T, out)
         if self.adjacency == "none":
             return self.weight(h) + self.residual(h)
         w = self.mix().to(h.dtype)
@@ -126,8 +151,11 @@ class AnomalyGCN(nn.Module):
 
     def __init__(self, in_dim: int = 2048, fc_dim: int = 512, gcn_dims: tuple[int, int] = (128, 32),
                  dropout: float = 0.6, sim_threshold: float = 0.7, adjacency: str = "learned",
-                 similarity: str = "centred", graph_features: str = "input"):
+                 similarity: str = "centred", graph_features: str = "fc", proximity: str = "gated"):
         super().__init__()
+        if proximity not in PROXIMITIES:
+            raise ValueError(f"proximity must be one of {PROXIMITIES}, got {proximity!r}")
+        self.proximity = proximity
         if similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
         if graph_features not in GRAPH_FEATURES:
@@ -153,7 +181,8 @@ class AnomalyGCN(nn.Module):
         src = x if self.graph_features == "input" else fc                   # never dropout-masked
         graph = centred_similarity_adjacency if self.similarity == "centred" else similarity_adjacency
         a_sim = graph(src, self.sim_threshold)                              # (B, T, T)
-        a_prox = proximity_adjacency(x.shape[1], x.device, fc.dtype)        # (T, T)
+        a_prox = (gated_proximity_adjacency(src) if self.proximity == "gated"  # (B, T, T)
+                  else proximity_adjacency(x.shape[1], x.device, fc.dtype))   # or (T, T)
         g1 = F.relu(self.gcn1(self.drop(fc), a_sim, a_prox))                # (B, T, 128)
         g2 = F.relu(self.gcn2(self.drop(g1), a_sim, a_prox))                # (B, T, 32)
         logits = self.gcn3(self.drop(g2), a_sim, a_prox).squeeze(-1)        # (B, T)
@@ -169,7 +198,8 @@ def build_model(config: dict, in_dim: int) -> AnomalyGCN:
     return AnomalyGCN(in_dim=in_dim, dropout=config.get("dropout", 0.0),
                       adjacency=config.get("adjacency", "learned"),
                       similarity=config.get("similarity", "hlnet"),
-                      graph_features=config.get("graph_features", "fc"))
+                      graph_features=config.get("graph_features", "fc"),
+                      proximity=config.get("proximity", "plain"))
 
 
 class FCBaseline(nn.Module):

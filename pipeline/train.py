@@ -45,14 +45,15 @@ from .clustering import (CROSS_BATCH_WAYS, PSEUDO_LABELS, PSEUDO_RULES, CrossBat
 from .io import atomic_torch_save, atomic_write, atomic_write_json, atomic_write_text
 from .losses import batch_clustering_loss, centre_distance, kmax_k, kmax_loss, kmax_loss_logits, total_loss
 from .metrics import video_level_auc
-from .model import ADJACENCIES, GRAPH_FEATURES, SIMILARITIES, AnomalyGCN, build_model
+from .model import ADJACENCIES, GRAPH_FEATURES, PROXIMITIES, SIMILARITIES, AnomalyGCN, build_model
 
 DEFAULT_T = {"ucf": 150, "sht": 100, "xd": 200}
 CLUSTER_LAYERS = ("fc", "gcn1", "gcn2")
 CLUSTER_CENTERS = ("video", "none")
 #: --paper-literal: the paper's (and HL-Net's) literal forms where ours differ (README, "How the
 #: paper's equations act here").
-PAPER_LITERAL = dict(similarity="hlnet", graph_features="input", cluster_center="none", pseudo_rule="cosine")
+PAPER_LITERAL = dict(similarity="hlnet", graph_features="input", proximity="plain", cluster_center="none",
+                     pseudo_rule="cosine")
 
 
 @dataclass
@@ -83,9 +84,10 @@ class TrainConfig:
     adjacency: str = "learned"         # (ours) how the two graphs combine, see model.py
     similarity: str = "centred"        # (ours) similarity graph: "centred" (masked, video mean removed) or
                                        # "hlnet" (the literal form), see model.py
-    graph_features: str = "input"      # similarity graph built from the input features (HL-Net) or "fc"
+    graph_features: str = "fc"         # (ours) graphs built from the FC output before dropout, or "input" (HL-Net)
+    proximity: str = "gated"           # (ours) proximity graph gated by the centred similarity, or "plain"
     cluster_center: str = "video"      # (ours) remove each video's mean before k-means ("none": literal)
-    pseudo_rule: str = "cosine"        # eq. 4 ("cosine", literal) or "mean": the cluster of higher mean score
+    pseudo_rule: str = "mean"          # (ours) the cluster of higher mean score; "cosine": eq. 4 as printed
     pseudo_labels: str = "cluster"     # control: "ones" (every abnormal segment boosted), "random"
     standardize: bool = True           # (ours) z-score inputs with training statistics (bench/RESULTS.md, issue 8)
     cache: bool = True                 # keep the resampled training set in <data_root>/.pipeline_cache
@@ -120,6 +122,7 @@ class TrainConfig:
             raise ValueError(f"--cross-batch must be one of {CROSS_BATCH_WAYS}")
         for name, value, allowed in (("similarity", c.similarity, SIMILARITIES),
                                      ("graph-features", c.graph_features, GRAPH_FEATURES),
+                                     ("proximity", c.proximity, PROXIMITIES),
                                      ("cluster-center", c.cluster_center, CLUSTER_CENTERS),
                                      ("pseudo-rule", c.pseudo_rule, PSEUDO_RULES),
                                      ("pseudo-labels", c.pseudo_labels, PSEUDO_LABELS)):
@@ -679,6 +682,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graph-features", default=d.graph_features, choices=GRAPH_FEATURES,
                    help="features the similarity graph is built from: the input (HL-Net) or the FC output "
                         "before dropout")
+    p.add_argument("--proximity", default=d.proximity, choices=PROXIMITIES,
+                   help="temporal-proximity graph: 'plain' exp(-|i-j|/e) (the paper), or 'gated' (ours): kept only "
+                        "between segments whose deviations from the video mean agree, so a strong event does not "
+                        "spill into the clips around it")
     p.add_argument("--cluster-center", default=d.cluster_center, choices=CLUSTER_CENTERS,
                    help="remove each video's mean from the clustered activations before k-means (ours), "
                         "or cluster them as they are ('none', literal)")
