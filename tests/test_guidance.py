@@ -236,7 +236,7 @@ def test_each_switch_changes_the_computation():
     _, _, p_nc = _step(replace(base, cluster_center="none"), x, y, n)
     assert p_nc["d_abnormal"] != pytest.approx(parts["d_abnormal"])
     # the graph options give other models
-    for kw in (dict(similarity="hlnet"), dict(graph_features="fc"), dict(adjacency="none")):
+    for kw in (dict(similarity="hlnet"), dict(graph_features="input"), dict(proximity="plain"), dict(adjacency="none")):
         _, _, p = _step(replace(base, **kw), x, y, n)
         assert p["kmax"] != pytest.approx(parts["kmax"]), kw
 
