@@ -93,7 +93,7 @@ def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, A
         n = actors or (gpus if gpus else max(1, int(res.get("CPU", 1))))
         n = max(1, min(n, len(uniq)))
         opts = dict(num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=retries,
-                    max_task_retries=retries)
+                    max_task_retries=retries, scheduling_strategy="SPREAD")
         Actor = ray.remote(**opts)(ExtractActor)
         kw = dict(extractor_kwargs)
         if not gpus and kw.get("device") is None:
