@@ -56,7 +56,7 @@ def decode_messages(vid: int, path: str, cfg: Dict[str, Any]) -> Iterator[tuple]
         return
     src_w, src_h = stream.src_size or (0, 0)
     error = stream.error
-    if error is None and stream.frames < TRUNCATED_BELOW * stream.frames_expected:
+    if error is None and stream.truncated(TRUNCATED_BELOW):
         error = (f"{path}: decoded {stream.frames} frames, the header announces about "
                  f"{stream.frames_expected}: truncated file")
     yield ("end", vid, dict(video=Path(path).stem, path=str(path), frames=stream.frames,

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video files or folders (searched recursively for "
                         + " ".join(VIDEO_EXTENSIONS) + ", any case)")
     p.add_argument("--dataset", default="ucf",
-                   help="dataset name: sets the default --out and --tail (xd: drop; others: pad)")
+                   help="dataset name: sets the --out and --tail defaults (xd: drop; others: pad)")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: data/<dataset>/features)")
     p.add_argument("--profile", choices=["32x2", "8x8"], default=None,
