@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,10 +31,12 @@ from videogen import make_video  # noqa: E402
 TINY = ["--random-init", "--short-side", "32", "--crop-size", "32", "--batch-size", "4", "--no-progress"]
 
 
-def timed(cmd) -> float:
+def timed(cmd, tmp: Path) -> float:
+    # Ray's session files and auth token go to this run's folder, not /tmp/ray and ~/.ray
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(tmp / "home"), RAY_TMPDIR=str(tmp))
+    (tmp / "home").mkdir(exist_ok=True)
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - t
 
 
@@ -67,17 +70,21 @@ def main(argv=None):
     for name, flags in configs:
         out = tmp / name
         cmd = [sys.executable, "-m", "pipeline.extract", str(src), "--out", str(out), *TINY, *flags]
-        wall = timed(cmd)
-        startup = timed(cmd)                 # everything finished: start-up and planning only
-        steady = clips / max(1e-9, wall - startup)
+        wall = timed(cmd, tmp)
+        startup = timed(cmd, tmp)                 # everything finished: start-up and planning only
+        busy = wall - startup
+        if busy < 1.0:
+            raise SystemExit(f"{name}: the run took no longer than start-up: use more --videos/--frames")
+        steady = clips / busy
         base = base or steady
         row = dict(bench="ray", backend=name, videos=a.videos, clips=clips,
                    video=f"{size[0]}x{size[1]} mpeg4", crop=224 if a.gpu else 32, wall_s=round(wall, 1), startup_s=round(startup, 1),
-                   videos_per_s=round(a.videos / max(1e-9, wall - startup), 2),
+                   videos_per_s=round(a.videos / busy, 2),
                    clips_per_s=round(steady, 1), ratio_to_local=round(steady / base, 2),
                    machine=f"{platform.machine()}, {os.cpu_count()} cpu")
         rows.append(row)
         print(json.dumps(row), flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
     if a.json:
         with open(a.json, "a") as f:
             for r in rows:

@@ -19,12 +19,14 @@ PORT = 6390
 
 
 def sh(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
 
 
-def extract(videos: Path, out: Path, log: Path) -> subprocess.Popen:
+def extract(videos: Path, out: Path, log: Path, address: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "pipeline.extract", str(videos), "--out", str(out),
-           "--backend", "ray", "--address", f"127.0.0.1:{PORT}", "--random-init",
+           "--backend", "ray", "--address", address, "--random-init",
            "--short-side", "32", "--crop-size", "32", "--batch-size", "1", "--no-progress"]
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
@@ -32,14 +34,19 @@ def extract(videos: Path, out: Path, log: Path) -> subprocess.Popen:
 def main() -> None:
     videos, out, result, tmp = map(Path, sys.argv[1:5])
     env = ["--temp-dir", str(tmp), "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    # Ray's token authentication, with a token of this test only (not the user's ~/.ray)
+    os.environ["HOME"] = str(tmp / "home")
+    os.environ["RAY_AUTH_MODE"] = "token"
+    (tmp / "home").mkdir()
     t0 = time.time()
+    sh("ray", "get-auth-token", "--generate")
     sh("ray", "start", "--head", "--num-cpus", "2", "--include-dashboard=false",
        "--port", str(PORT), *env)
     sh("ray", "start", "--address", f"127.0.0.1:{PORT}", "--num-cpus", "1", *env)
     res: dict = {"cluster_s": round(time.time() - t0, 1)}
 
     # run 1: kill -9 the actor process that is writing a video, once
-    proc = extract(videos, out, out.parent / "run1.log")
+    proc = extract(videos, out, out.parent / "run1.log", f"127.0.0.1:{PORT}")
     killed = None
     deadline = time.time() + 400
     while proc.poll() is None and time.time() < deadline:
@@ -61,8 +68,8 @@ def main() -> None:
     res["mtimes"] = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")}
     res["temps_left"] = [p.name for p in out.glob(".*.tmp")]
 
-    # run 2: everything finished -> skipped, nothing rewritten
-    proc = extract(videos, out, out.parent / "run2.log")
+    # run 2 (--address auto): everything finished -> skipped, nothing rewritten
+    proc = extract(videos, out, out.parent / "run2.log", "auto")
     res["run2"] = dict(rc=proc.wait(timeout=300), log=(out.parent / "run2.log").read_text()[-4000:])
     res["mtimes2"] = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")}
     Path(result).write_text(json.dumps(res))
