@@ -185,7 +185,9 @@ def make_row(meta: Dict[str, Any], info: Dict[str, Any], rank: int = 0) -> Dict[
     row = {k: meta.get(k) for k in ROW_META_KEYS}
     row.update(frames=None, fps=None, clips=None, error=None)
     row.update(info)
-    row.update(rank=rank, host=socket.gethostname(), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    now = time.time()
+    row.update(rank=rank, host=socket.gethostname(), time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+               end_unix=round(now, 3))
     return row
 
 

@@ -44,6 +44,21 @@ def import_ray():
     return ray
 
 
+def check_reachable(address: Optional[str], timeout: float = 5.0) -> None:
+    """For HOST:PORT, fail fast (ValueError) when nothing listens there; Ray itself retries for
+    minutes. None / "auto" are left to Ray."""
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--address {address}: no Ray head answers there "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
 class ExtractActor:
     """One Ray actor: the feature extractor built once, then one video per call."""
 
@@ -86,7 +101,12 @@ def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, A
                                    logging_level=logging.WARNING)
     if address is None:
         init_kw["include_dashboard"] = False
-    ray.init(**init_kw)
+    check_reachable(address)
+    try:
+        ray.init(**init_kw)
+    except (ConnectionError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"--address {address}: cannot start or reach Ray ({first})") from None
     try:
         res = ray.cluster_resources()
         gpus = int(res.get("GPU", 0))

@@ -43,6 +43,14 @@ def test_backend_ray_without_ray_says_how_to_install(tmp_path, monkeypatch, capl
     assert 'pip install -e ".[ray]"' in caplog.text
 
 
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='needs pip install -e ".[ray]"')
+def test_unreachable_address_is_one_line(tmp_path, caplog):
+    make_video(tmp_path / "v" / "a.mp4", 20)
+    rc = main([str(tmp_path / "v"), "--out", str(tmp_path / "o"), "--backend", "ray",
+               "--address", "127.0.0.1:1", *TINY])
+    assert rc == 2 and "--address 127.0.0.1:1: no Ray head answers there" in caplog.text
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='needs pip install -e ".[ray]"')
 @pytest.mark.skipif(not _namespaces_work(), reason="needs root and unshare (network + pid namespaces)")
