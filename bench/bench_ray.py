@@ -32,9 +32,10 @@ from videogen import make_video  # noqa: E402
 TINY = ["--random-init", "--short-side", "32", "--crop-size", "32", "--batch-size", "4", "--no-progress"]
 
 
-def timed(cmd, tmp: Path) -> float:
+def timed(cmd, tmp: Path, extra_env=None) -> float:
     # Ray's session files and auth token go to this run's folder, not /tmp/ray and ~/.ray
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(tmp / "home"), RAY_TMPDIR=str(tmp))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(tmp / "home"), RAY_TMPDIR=str(tmp),
+               **(extra_env or {}))
     (tmp / "home").mkdir(exist_ok=True)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -59,8 +60,11 @@ def main(argv=None):
     src = tmp / "videos"
     for i in range(a.videos):
         make_video(src / f"v{i}.mp4", a.frames, *size, seed=i)
+    # torch threads: the local backend uses torch's default (all cores); a Ray actor gets 1 CPU
+    # and Ray sets OMP_NUM_THREADS=1 in it, so local-w0-1t is the like-for-like single worker
     configs = [("local", ["--workers", "1"]),
                ("local-w0", ["--workers", "0"]),
+               ("local-w0-1t", ["--workers", "0"]),
                ("ray-1", ["--backend", "ray", "--ray-actors", "1"]),
                ("ray-2", ["--backend", "ray", "--ray-actors", "2"])]
     if a.gpu:
@@ -70,7 +74,7 @@ def main(argv=None):
     for name, flags in configs:
         out = tmp / name
         cmd = [sys.executable, "-m", "pipeline.extract", str(src), "--out", str(out), *TINY, *flags]
-        wall = timed(cmd, tmp)
+        wall = timed(cmd, tmp, {"OMP_NUM_THREADS": "1"} if name.endswith("-1t") else None)
         man = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
         busy = max(r["end_unix"] for r in man) - min(r["end_unix"] - r["seconds"] for r in man)
         n_clips = sum(r["clips"] for r in man)

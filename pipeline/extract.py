@@ -207,6 +207,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (SettingsMismatch, WeightsError, ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
+    except RuntimeError as exc:
+        from pipeline.raybackend import RayRunError
+        if not isinstance(exc, RayRunError):
+            raise
+        log.error("%s", exc)
+        return 1
     except KeyboardInterrupt:
         log.error("interrupted: finished videos are kept; rerun to extract the rest")
         return 130

@@ -36,6 +36,10 @@ class RayUnavailable(ValueError):
     """--backend ray without Ray installed."""
 
 
+class RayRunError(RuntimeError):
+    """The run could not finish on the cluster (every actor died); finished videos are kept."""
+
+
 def import_ray():
     try:
         import ray
@@ -163,8 +167,8 @@ def _schedule(ray, pool, uniq, queue: List[int], meta, out_dir: Path, counts, re
                 attempts[vid] = attempts.get(vid, 0) + 1
                 running[actor.extract.remote(str(uniq[vid]))] = (vid, actor)
             if not running:
-                raise RuntimeError(f"every Ray actor died; {len(queue)} video(s) not extracted "
-                                   f"(rerun to extract them)")
+                raise RayRunError(f"every Ray actor died; {len(queue)} video(s) not extracted "
+                                  f"(rerun to extract them)")
             ready, _ = ray.wait(list(running), num_returns=1)
             ref = ready[0]
             vid, actor = running.pop(ref)
