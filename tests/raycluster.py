@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 PORT = 6390
+# the ray command of this Python's environment, even when its bin/ is not on PATH
+RAY = str(Path(sys.executable).parent / "ray") if (Path(sys.executable).parent / "ray").exists() else "ray"
 
 
 def sh(*cmd: str) -> None:
@@ -39,10 +41,10 @@ def main() -> None:
     os.environ["RAY_AUTH_MODE"] = "token"
     (tmp / "home").mkdir()
     t0 = time.time()
-    sh("ray", "get-auth-token", "--generate")
-    sh("ray", "start", "--head", "--num-cpus", "2", "--include-dashboard=false",
+    sh(RAY, "get-auth-token", "--generate")
+    sh(RAY, "start", "--head", "--num-cpus", "2", "--include-dashboard=false",
        "--port", str(PORT), *env)
-    sh("ray", "start", "--address", f"127.0.0.1:{PORT}", "--num-cpus", "1", *env)
+    sh(RAY, "start", "--address", f"127.0.0.1:{PORT}", "--num-cpus", "1", *env)
     res: dict = {"cluster_s": round(time.time() - t0, 1)}
 
     # run 1: kill -9 the actor process that is writing a video, once
