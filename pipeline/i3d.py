@@ -236,6 +236,22 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _load_error(exc: Exception) -> str:
+    """A short reason from a failed load, without torch's advice to load untrusted pickles."""
+    msg = str(exc)
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
+    if m:
+        return (f"it holds Python objects other than tensors ({m[1]}), which are not loaded "
+                f"because unpickling them can run code")
+    m = re.search(r"WeightsUnpickler error:(.*?)(Check the documentation|$)", msg, re.S)
+    text = m[1] if m else msg
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[0].split(". ")[0] if lines else ""
+    if not reason or "weights_only" in reason or "Weights only load failed" in reason:
+        reason = "not a file of tensors"
+    return f"{type(exc).__name__}: {reason}"
+
+
 def read_weights_file(path: os.PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
     """Read a weights file into pytorchvideo keys (head dropped).
 
@@ -252,14 +268,15 @@ def read_weights_file(path: os.PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
     try:  # torch.save zip or legacy format, tensors only
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:
-        errors.append(f"torch.load: {type(exc).__name__}: {exc}")
+        errors.append(_load_error(exc))
     if obj is None:
         try:  # Caffe2 pickle of numpy arrays (Python 2: latin1)
             obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
         except Exception as exc:
-            errors.append(f"pickle: {type(exc).__name__}: {exc}")
+            if not isinstance(exc, pickle.UnpicklingError) or "refusing" in str(exc):
+                errors.append(_load_error(exc))
     if obj is None:
-        raise WeightsError(f"{path}: cannot read weights ({'; '.join(errors)})")
+        raise WeightsError(f"{path}: cannot read weights: {'; '.join(dict.fromkeys(errors))}")
     if not isinstance(obj, dict):
         raise WeightsError(f"{path}: expected a dict of weights, got {type(obj).__name__}")
     for wrapper in ("model_state", "state_dict", "model", "blobs"):

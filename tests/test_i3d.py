@@ -233,3 +233,19 @@ def test_profile_of_pytorchvideo_keys_is_not_guessed(tmp_path, ref32):
     assert_state_equal(model, ref32)
     model, meta = load_i3d("8x8", weights=p)
     assert meta["profile"] == "8x8" and model.trunk.blocks[0].conv.stride == (1, 2, 2)
+
+
+def test_load_errors_never_advise_unsafe_loading(tmp_path):
+    """Issue 11.4: torch's advice to pass weights_only=False must not reach the user."""
+    import fractions
+
+    torch.save({"model_state": {"a": fractions.Fraction(1, 2)}}, tmp_path / "objects.pth")
+    (tmp_path / "text.pth").write_text("not weights")
+    for name in ("objects.pth", "text.pth"):
+        with pytest.raises(WeightsError) as e:
+            load_i3d(weights=tmp_path / name)
+        msg = str(e.value)
+        assert msg.startswith(str(tmp_path / name)) and "\n" not in msg
+        assert "weights_only" not in msg and "allow_pickle" not in msg and "trust" not in msg
+    with pytest.raises(WeightsError, match=r"fractions\.Fraction.*can run code"):
+        load_i3d(weights=tmp_path / "objects.pth")
