@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -181,7 +182,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   precision=args.precision, seed=args.seed, threads=args.threads)
     if args.random_init:
         log.warning("--random-init: features come from an UNTRAINED network (tests/demos only)")
-    signal.signal(signal.SIGTERM, _sigterm_to_exit)
+    if threading.current_thread() is not threading.main_thread():  # signals: main thread only
+        return _run(args, out_dir, kwargs, tail, rank, world, local_rank)
+    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+    try:
+        return _run(args, out_dir, kwargs, tail, rank, world, local_rank)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_rank: int) -> int:
+    """The extraction itself, after the cheap checks of ``main``."""
     t0 = time.time()
     from pipeline.i3d import WeightsError
     try:
