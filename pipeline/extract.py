@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster: auto or HOST:PORT (default: start Ray on this machine)")
     g.add_argument("--ray-actors", type=int, default=None,
                    help="extractor actors (default: one per GPU of the cluster, else one per CPU)")
+    g.add_argument("--ray-decode-workers", type=int, default=None,
+                   help="decode processes per actor, overlapping decode and model (default: 1 when "
+                        "the cluster has GPUs, else 0 = decode in the actor)")
     g.add_argument("--retries", type=int, default=3,
                    help="Ray: times a video whose worker died is retried before it counts as failed")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
@@ -200,7 +203,8 @@ def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_ra
             from pipeline.raybackend import run_ray
             counts = run_ray(args.inputs, out_dir, dict(kwargs, device=args.device), address=args.address,
                              actors=args.ray_actors, retries=args.retries, overwrite=args.overwrite,
-                             progress=not args.no_progress, verbose=args.verbose)
+                             progress=not args.no_progress, verbose=args.verbose,
+                             decode_workers=args.ray_decode_workers)
         else:
             device = args.device
             if device is None:

@@ -66,7 +66,8 @@ def check_reachable(address: Optional[str], timeout: float = 5.0) -> None:
 class ExtractActor:
     """One Ray actor: the feature extractor built once, then one video per call."""
 
-    def __init__(self, extractor_kwargs: Dict[str, Any], out_dir: str, verbose: bool = False):
+    def __init__(self, extractor_kwargs: Dict[str, Any], out_dir: str, verbose: bool = False,
+                 decode_workers: int = 0):
         logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                             format="%(levelname)s %(message)s")
         from pipeline.extractor import FeatureExtractor
@@ -74,6 +75,7 @@ class ExtractActor:
         self.extractor = FeatureExtractor(**extractor_kwargs)
         self._meta = self.extractor.meta
         self.out_dir = Path(out_dir)
+        self.decode_workers = decode_workers
 
     def info(self) -> Dict[str, Any]:
         import socket
@@ -82,18 +84,28 @@ class ExtractActor:
                     device=str(self.extractor.device))
 
     def extract(self, path: str) -> Dict[str, Any]:
+        """One video -> its manifest row. With decode workers the video is decoded in a child
+        process (which dies with the actor) while this process runs the model: the two overlap."""
+        from pipeline.decode import DecodePool
         from pipeline.jobs import extract_video
 
-        return extract_video(self.extractor, self._meta, Path(path), self.out_dir)
+        messages = None
+        if self.decode_workers > 0:
+            cfg = self.extractor.decode_cfg(threads=self.extractor.threads or self.decode_workers)
+            messages = iter(DecodePool([path], [0], cfg, 1, queue_size=4))
+        return extract_video(self.extractor, self._meta, Path(path), self.out_dir, messages=messages)
 
 
 def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, Any], *,
             address: Optional[str] = None, actors: Optional[int] = None, retries: int = 3,
-            overwrite: bool = False, progress: bool = True, verbose: bool = False) -> Dict[str, int]:
+            overwrite: bool = False, progress: bool = True, verbose: bool = False,
+            decode_workers: Optional[int] = None) -> Dict[str, int]:
     """Extract every video of ``inputs`` into ``out_dir`` on a Ray cluster.
 
     address: "auto", "HOST:PORT" or None (start a local Ray on this machine). actors: how many
-    extractor actors (default: one per GPU of the cluster, else one per CPU). Returns the counts
+    extractor actors (default: one per GPU of the cluster, else one per CPU). decode_workers:
+    decode processes per actor (default: 1 with GPUs, overlapping decode and model; 0 without:
+    decode in the actor); each actor asks Ray for 1 + decode_workers CPUs. Returns the counts
     of ``pipeline.backends.run``; raises SettingsMismatch, ValueError, RayUnavailable.
     """
     ray = import_ray()
@@ -114,15 +126,18 @@ def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, A
     try:
         res = ray.cluster_resources()
         gpus = int(res.get("GPU", 0))
-        n = actors or (gpus if gpus else max(1, int(res.get("CPU", 1))))
+        if decode_workers is None:
+            decode_workers = 1 if gpus else 0
+        cpus = 1 + decode_workers
+        n = actors or (gpus if gpus else max(1, int(res.get("CPU", 1)) // cpus))
         n = max(1, min(n, len(uniq)))
-        opts = dict(num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=retries,
+        opts = dict(num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=retries,
                     max_task_retries=retries, scheduling_strategy="SPREAD")
         Actor = ray.remote(**opts)(ExtractActor)
         kw = dict(extractor_kwargs)
         if not gpus and kw.get("device") is None:
             kw["device"] = "cpu"
-        pool = [Actor.remote(kw, str(out_dir), verbose) for _ in range(n)]
+        pool = [Actor.remote(kw, str(out_dir), verbose, decode_workers) for _ in range(n)]
         infos = ray.get([a.info.remote() for a in pool])
         meta = infos[0]["meta"]
         for i in infos[1:]:

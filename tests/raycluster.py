@@ -1,6 +1,7 @@
 """Run inside a private network + pid namespace (see test_ray.py): start a local Ray cluster on
-127.0.0.1 (a head with 2 CPUs and a second worker node), extract with --backend ray, kill -9 an
-actor process in the middle of a video, rerun, and write what happened to a JSON file.
+127.0.0.1 (a head with 2 CPUs and a second worker node with 2), extract with --backend ray (an
+actor with a decode process on each node), kill -9 an actor process in the middle of a video,
+rerun (1-CPU actors decoding in-process), and write what happened to a JSON file.
 
     python tests/raycluster.py VIDEOS OUT RESULT.json RAY_TMP
 """
@@ -26,8 +27,8 @@ def sh(*cmd: str) -> None:
         raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
 
 
-def extract(videos: Path, out: Path, log: Path, address: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pipeline.extract", str(videos), "--out", str(out),
+def extract(videos: Path, out: Path, log: Path, address: str, *flags: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pipeline.extract", str(videos), "--out", str(out), *flags,
            "--backend", "ray", "--address", address, "--random-init",
            "--short-side", "32", "--crop-size", "32", "--batch-size", "1", "--no-progress"]
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
@@ -44,11 +45,12 @@ def main() -> None:
     sh(RAY, "get-auth-token", "--generate")
     sh(RAY, "start", "--head", "--num-cpus", "2", "--include-dashboard=false",
        "--port", str(PORT), *env)
-    sh(RAY, "start", "--address", f"127.0.0.1:{PORT}", "--num-cpus", "1", *env)
+    sh(RAY, "start", "--address", f"127.0.0.1:{PORT}", "--num-cpus", "2", *env)
     res: dict = {"cluster_s": round(time.time() - t0, 1)}
 
-    # run 1: kill -9 the actor process that is writing a video, once
-    proc = extract(videos, out, out.parent / "run1.log", f"127.0.0.1:{PORT}")
+    # run 1: two actors of 2 CPUs (one per node), each with a decode process; kill -9 the actor
+    # process that is writing a video, once
+    proc = extract(videos, out, out.parent / "run1.log", f"127.0.0.1:{PORT}", "--ray-decode-workers", "1")
     killed = None
     deadline = time.time() + 400
     while proc.poll() is None and time.time() < deadline:

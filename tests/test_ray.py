@@ -96,3 +96,22 @@ def test_ray_cluster_equals_local_survives_a_killed_worker_and_resumes(tmp_path)
     assert res["run2"]["rc"] == 1, res["run2"]["log"]
     assert "6 finished, 1 to extract" in res["run2"]["log"], res["run2"]["log"]
     assert res["mtimes2"] == res["mtimes"]
+
+
+def test_actor_with_decode_worker_equals_local(tmp_path):
+    """The Ray actor's per-video call (run here without Ray): decoding in a child process
+    overlapped with the model gives the local backend's file and row."""
+    from pipeline.raybackend import ExtractActor
+
+    make_video(tmp_path / "v" / "a.mp4", 40)
+    assert main([str(tmp_path / "v"), "--out", str(tmp_path / "local"), "--workers", "0", *TINY]) == 0
+    kw = dict(random_init=True, short_side=32, crop_size=32, device="cpu")
+    for workers in (0, 1):
+        out = tmp_path / f"actor{workers}"
+        out.mkdir()
+        actor = ExtractActor(kw, str(out), decode_workers=workers)
+        row = actor.extract(str(tmp_path / "v" / "a.mp4"))
+        assert row["status"] == "ok" and row["clips"] == 3
+        np.testing.assert_allclose(np.load(out / "a.npy"), np.load(tmp_path / "local" / "a.npy"),
+                                   rtol=1e-5, atol=1e-5)
+        assert read_manifest(out)["a"]["clips"] == 3
