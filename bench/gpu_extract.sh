@@ -20,3 +20,10 @@ $PY -c "import torch, av, pytorchvideo.models; print('torch', torch.__version__,
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 mkdir -p "${OUT:-/tmp/out}"
 $PY -W ignore bench/gpu/bench_gpu.py "$@" | tee "${OUT:-/tmp/out}/gpu_extract.jsonl"
+# Ray backend, one actor per GPU, vs the local backend on the same videos (needs ray in .whl/)
+if $PY -c "import ray" 2>/dev/null; then
+  $PY -W ignore bench/bench_ray.py --gpu --videos "${RAY_VIDEOS:-16}" --frames "${RAY_FRAMES:-960}" \
+    | tee -a "${OUT:-/tmp/out}/gpu_extract.jsonl"
+else
+  echo "ray not importable: add its wheels to .whl/ (bench/RESULTS.md, 'GPU run') for the Ray case" >&2
+fi

@@ -323,6 +323,9 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
             inputs.append(p)                                # a missing file fails as that video
     if not inputs:
         raise ValueError("no videos given")
+    if not any(p.exists() for p in inputs):                # before the checkpoint and the weights
+        raise FileNotFoundError(f"{inputs[0]}: no such file or directory"
+                                + (f" (nor any of the other {len(inputs) - 1} inputs)" if len(inputs) > 1 else ""))
     stems: dict[str, Path] = {}
     for p in inputs:
         if p.stem in stems:

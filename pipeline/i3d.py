@@ -28,8 +28,9 @@ import logging
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -94,9 +95,19 @@ class I3DFeatures(nn.Module):
         return x.float().mean(dim=(2, 3, 4))  # (B, 2048)
 
 
+def _import_create_resnet():
+    """pytorchvideo's ``create_resnet``. Importing it imports fvcore, which calls the deprecated
+    ``torch.jit.script`` at import time (a FutureWarning on every run); silenced here only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                                category=FutureWarning)
+        from pytorchvideo.models.resnet import create_resnet
+    return create_resnet
+
+
 def build_i3d(profile: str = DEFAULT_PROFILE) -> I3DFeatures:
     """Build the feature network of ``profile`` ("8x8" or "32x2"), pytorchvideo's init."""
-    from pytorchvideo.models.resnet import create_resnet
+    create_resnet = _import_create_resnet()
 
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
@@ -128,7 +139,13 @@ def build_i3d(profile: str = DEFAULT_PROFILE) -> I3DFeatures:
 _HEAD_KEYS = re.compile(r"^(blocks\.6\.|fc\.|pred_|head\.)")
 
 
-def _from_caffe2(blobs: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+#: Keys that are not the trunk and may be dropped: the classifier head and training bookkeeping.
+_IGNORED_CAFFE2 = re.compile(r"^(pred_[wb]|model_iter|lr)$|_momentum$")
+_IGNORED_RESNET3D = re.compile(r"^fc\.|num_batches_tracked$")
+_IGNORED_PYTORCHVIDEO = re.compile(r"num_batches_tracked$")
+
+
+def _from_caffe2(blobs: Dict[str, Any]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """video-nonlocal-net Caffe2 blob names -> pytorchvideo keys (head dropped).
 
     conv1_w -> blocks.0.conv.weight; res_conv1_bn_{s,b,rm,riv} -> blocks.0.norm.*;
@@ -137,6 +154,7 @@ def _from_caffe2(blobs: Dict[str, Any]) -> Dict[str, torch.Tensor]:
     """
     suffix = {"s": "weight", "b": "bias", "rm": "running_mean", "riv": "running_var"}
     out: Dict[str, torch.Tensor] = {}
+    unmapped: List[str] = []  # source keys that are neither trunk, head nor bookkeeping
     for key, value in blobs.items():
         new = None
         if key == "conv1_w":
@@ -154,13 +172,16 @@ def _from_caffe2(blobs: Dict[str, Any]) -> Dict[str, torch.Tensor]:
                    f".branch2.norm_{m[3]}.{suffix[m[4]]}")
         if new is not None:
             out[new] = torch.as_tensor(value).float().clone()
-    return out
+        elif not _IGNORED_CAFFE2.search(key):
+            unmapped.append(key)
+    return out, unmapped
 
 
-def _from_resnet3d(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def _from_resnet3d(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """Converted video-nonlocal-net keys (``i3d_r50_kinetics.pth``: conv1, bn1,
     layer{1-4}.{i}.conv{1,2,3}/bn{1,2,3}/downsample.{0,1}) -> pytorchvideo keys."""
     out: Dict[str, torch.Tensor] = {}
+    unmapped: List[str] = []  # source keys that are neither trunk, head nor bookkeeping
     abc = {"1": "a", "2": "b", "3": "c"}
     for key, value in state.items():
         new = None
@@ -179,17 +200,24 @@ def _from_resnet3d(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
             new = f"blocks.{_STAGE_BLOCK[int(m[1]) + 1]}.res_blocks.{m[2]}.branch1_norm.{m[3]}"
         if new is not None:
             out[new] = torch.as_tensor(value).float().clone()
-    return out
+        elif not _IGNORED_RESNET3D.search(key):
+            unmapped.append(key)
+    return out, unmapped
 
 
-def _from_pytorchvideo(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def _from_pytorchvideo(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """pytorchvideo keys (``blocks.*``), optionally prefixed (``module.``, ``trunk.``)."""
-    out = {}
+    out: Dict[str, torch.Tensor] = {}
+    unmapped: List[str] = []
     for key, value in state.items():
         k = re.sub(r"^(module\.|model\.|trunk\.)+", "", key)
-        if k.startswith("blocks.") and not _HEAD_KEYS.match(k) and "num_batches_tracked" not in k:
+        if _HEAD_KEYS.match(k) or _IGNORED_PYTORCHVIDEO.search(k):
+            continue
+        if re.match(r"blocks\.[0-5]\.", k) and ".nl." not in k and "nonlocal" not in k:
             out[k] = torch.as_tensor(value).float().clone()
-    return out
+        else:
+            unmapped.append(key)
+    return out, unmapped
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -208,6 +236,22 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _load_error(exc: Exception) -> str:
+    """A short reason from a failed load, without torch's advice to load untrusted pickles."""
+    msg = str(exc)
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
+    if m:
+        return (f"it holds Python objects other than tensors ({m[1]}), which are not loaded "
+                f"because unpickling them can run code")
+    m = re.search(r"WeightsUnpickler error:(.*?)(Check the documentation|$)", msg, re.S)
+    text = m[1] if m else msg
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[0].split(". ")[0] if lines else ""
+    if not reason or "weights_only" in reason or "Weights only load failed" in reason:
+        reason = "not a file of tensors"
+    return f"{type(exc).__name__}: {reason}"
+
+
 def read_weights_file(path: os.PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
     """Read a weights file into pytorchvideo keys (head dropped).
 
@@ -224,14 +268,15 @@ def read_weights_file(path: os.PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
     try:  # torch.save zip or legacy format, tensors only
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:
-        errors.append(f"torch.load: {type(exc).__name__}: {exc}")
+        errors.append(_load_error(exc))
     if obj is None:
         try:  # Caffe2 pickle of numpy arrays (Python 2: latin1)
             obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
         except Exception as exc:
-            errors.append(f"pickle: {type(exc).__name__}: {exc}")
+            if not isinstance(exc, pickle.UnpicklingError) or "refusing" in str(exc):
+                errors.append(_load_error(exc))
     if obj is None:
-        raise WeightsError(f"{path}: cannot read weights ({'; '.join(errors)})")
+        raise WeightsError(f"{path}: cannot read weights: {'; '.join(dict.fromkeys(errors))}")
     if not isinstance(obj, dict):
         raise WeightsError(f"{path}: expected a dict of weights, got {type(obj).__name__}")
     for wrapper in ("model_state", "state_dict", "model", "blobs"):
@@ -240,15 +285,36 @@ def read_weights_file(path: os.PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
             break
     keys = list(obj)
     if "conv1_w" in obj:
-        return _from_caffe2(obj), "video-nonlocal-net"
-    if "conv1.weight" in obj or any(k.startswith("layer1.") for k in keys):
-        return _from_resnet3d(obj), "video-nonlocal-net"
-    if any(re.sub(r"^(module\.|model\.|trunk\.)+", "", k).startswith("blocks.0.") for k in keys):
-        return _from_pytorchvideo(obj), "pytorchvideo"
-    raise WeightsError(f"{path}: unknown weights layout (first keys: {keys[:5]})")
+        (state, unmapped), fmt = _from_caffe2(obj), "video-nonlocal-net"
+    elif "conv1.weight" in obj or any(k.startswith("layer1.") for k in keys):
+        (state, unmapped), fmt = _from_resnet3d(obj), "video-nonlocal-net"
+    elif any(re.sub(r"^(module\.|model\.|trunk\.)+", "", k).startswith("blocks.0.") for k in keys):
+        (state, unmapped), fmt = _from_pytorchvideo(obj), "pytorchvideo"
+    else:
+        raise WeightsError(f"{path}: unknown weights layout (first keys: {keys[:5]})")
+    if unmapped:
+        nl = any("nonlocal" in k or ".nl." in k for k in unmapped)
+        raise WeightsError(
+            f"{path}: {len(unmapped)} weight(s) belong to no layer of the I3D ResNet-50 baseline "
+            f"({', '.join(unmapped[:5])}{', ...' if len(unmapped) > 5 else ''})"
+            + ("; this is a non-local network, which this extractor does not build" if nl else "")
+            + "; refusing to drop them silently")
+    return state, fmt
 
 
-FORMAT_PROFILE = {"pytorchvideo": "8x8", "video-nonlocal-net": "32x2"}
+#: The profile of each published file (by name). The 8x8 and 32x2 networks have identical
+#: weight shapes (they differ only in stem strides), so a file's tensors cannot tell them apart;
+#: nor can pytorchvideo-style keys, under which either network may be saved.
+FILE_PROFILE = {PROFILES[p]["filename"]: p for p in PROFILES}
+FILE_PROFILE["i3d_r50_kinetics.pth"] = "32x2"
+#: Key styles that only the video-nonlocal-net 32x2 baseline is published in.
+FORMAT_PROFILE = {"video-nonlocal-net": "32x2"}
+
+
+def weights_profile(path: Path, fmt: str) -> Optional[str]:
+    """The profile a weights file belongs to, when known: by key style (video-nonlocal-net's
+    Caffe2 / converted keys: 32x2) or by the published file name; None when it cannot be known."""
+    return FORMAT_PROFILE.get(fmt) or FILE_PROFILE.get(Path(path).name)
 
 
 def load_state(model: I3DFeatures, state: Dict[str, torch.Tensor], source: str) -> None:
@@ -321,9 +387,10 @@ def load_i3d(profile: Optional[str] = None, weights: Optional[os.PathLike] = Non
              random_init: bool = False, seed: int = 0) -> Tuple[I3DFeatures, Dict[str, Any]]:
     """Build the feature network in eval mode with its weights.
 
-    profile None: taken from the weights file's format (pytorchvideo -> 8x8,
-    video-nonlocal-net -> 32x2), else DEFAULT_PROFILE. An explicit profile that
-    contradicts the file's format is an error. random_init: pytorchvideo's init under
+    profile None: the weights file's profile (``weights_profile``: video-nonlocal-net keys ->
+    32x2, the published I3D_8x8_R50.pyth -> 8x8; any other pytorchvideo-style file needs an
+    explicit profile, as the two networks' tensors have the same shapes), else DEFAULT_PROFILE.
+    An explicit profile that contradicts a known file profile is an error. random_init: pytorchvideo's init under
     ``torch.manual_seed(seed)`` (global RNG state restored afterwards).
     Returns (model, meta) with meta = profile, weights, weights_sha256, weights_format,
     random_init, seed.
@@ -351,10 +418,15 @@ def load_i3d(profile: Optional[str] = None, weights: Optional[os.PathLike] = Non
         path = Path(weights)
     digest = check_sha256(path) if path.is_file() else None
     state, fmt = read_weights_file(path)
-    file_profile = FORMAT_PROFILE[fmt]
+    file_profile = weights_profile(path, fmt)
     if profile is None:
+        if file_profile is None:
+            raise WeightsError(
+                f"{path}: cannot tell whether these {fmt}-style weights are the 8x8 or the 32x2 "
+                f"network (both have the same weight shapes; they differ in the stem's strides); "
+                f"pass --profile 8x8 or --profile 32x2")
         profile = file_profile
-    elif profile != file_profile:
+    elif file_profile is not None and profile != file_profile:
         raise WeightsError(
             f"{path}: weights in {fmt} format belong to profile {file_profile}, "
             f"not {profile}; pass --profile {file_profile} (or omit --profile)")

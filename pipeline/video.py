@@ -1,8 +1,8 @@
 """Video decoding, exact 16-frame clips, crops and normalisation (stage 1).
 
 Decoding is a stream: PyAV pulls one frame at a time from the demuxer, so memory
-stays bounded whatever the video length (decord reads ahead without bound and is
-not used here). Frames are counted as they are decoded, never estimated from
+stays bounded whatever the video length (decord 0.6.0 reads ahead without bound, so
+it is not used). Frames are counted as they are decoded, never estimated from
 timestamps, so a clip is always exactly ``clip_len`` decoded frames.
 
 Pixel path (the choices, in order):
@@ -140,6 +140,21 @@ class FrameStream:
         self.out_size: Optional[Tuple[int, int]] = None
         self.error: Optional[str] = None
         self.frames_expected = 0  # from the container header; 0 when unknown
+        self.header_frames = 0    # the stream's frame count in the header; 0 when not given
+        self.header_seconds = 0.0  # the duration the header announces; 0 when unknown
+        self.first_time: Optional[float] = None   # timestamps (s) of the first / last decoded frame
+        self.last_time: Optional[float] = None
+
+    def truncated(self, below: float = 0.9) -> bool:
+        """After iteration: True when far less was decoded than the header announces (a cut
+        file): fewer than ``below`` x its frame count, or, without one, less than ``below`` x
+        its duration in timestamps (variable frame rates included)."""
+        if self.header_frames:
+            return self.frames < below * self.header_frames
+        if self.header_seconds and self.first_time is not None and self.last_time is not None:
+            step = 1.0 / self.fps if self.fps else 0.0
+            return (self.last_time - self.first_time + step) < below * self.header_seconds
+        return False
 
     def __iter__(self) -> Iterator[np.ndarray]:
         import av
@@ -161,9 +176,12 @@ class FrameStream:
             if self.threads:
                 stream.thread_count = self.threads
             self.fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-            self.frames_expected = int(stream.frames or 0)
-            if not self.frames_expected and stream.duration and stream.time_base:
-                self.frames_expected = int(round(float(stream.duration * stream.time_base) * self.fps))
+            self.header_frames = int(stream.frames or 0)
+            if stream.duration and stream.time_base:
+                self.header_seconds = float(stream.duration * stream.time_base)
+            elif container.duration:                      # e.g. Matroska: the segment's duration
+                self.header_seconds = container.duration / 1e6
+            self.frames_expected = self.header_frames or int(round(self.header_seconds * self.fps))
             decoded = container.decode(stream)
             while True:
                 try:
@@ -194,6 +212,9 @@ class FrameStream:
                     self.error = msg
                     break
                 self.frames += 1
+                if frame.time is not None:
+                    self.first_time = frame.time if self.first_time is None else self.first_time
+                    self.last_time = frame.time
                 yield rgb  # (H, W, 3) uint8
         if self.frames == 0:
             raise VideoError(f"{path}: no decodable frames")

@@ -199,3 +199,53 @@ def test_bf16_autocast_close_to_fp32():
             b16 = model(x)
     rel = ((b16.float() - f32).norm() / f32.norm()).item()
     assert rel < 0.05
+
+
+def test_nonlocal_and_other_unmapped_weights_are_refused(tmp_path, ref32):
+    """A non-local checkpoint must not load as the plain baseline with its blocks dropped."""
+    blobs = to_caffe2(ref32)
+    blobs["nonlocal_conv3_1_theta_w"] = blobs["conv1_w"][:1] * 0
+    p = tmp_path / "i3d_nonlocal_32x2.pkl"
+    with open(p, "wb") as f:
+        pickle.dump({"blobs": blobs}, f, protocol=2)
+    with pytest.raises(WeightsError, match=r"i3d_nonlocal_32x2\.pkl.*nonlocal_conv3_1_theta_w.*non-local"):
+        load_i3d(weights=p)
+    state = to_resnet3d(ref32)
+    state["layer2.0.nl.g.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "nl.pth")
+    with pytest.raises(WeightsError, match=r"layer2\.0\.nl\.g\.weight"):
+        load_i3d(weights=tmp_path / "nl.pth")
+    pv = dict(ref32, **{"blocks.3.res_blocks.1.extra.weight": torch.zeros(1)})
+    torch.save(pv, tmp_path / "extra.pth")
+    with pytest.raises(WeightsError, match=r"blocks\.3\.res_blocks\.1\.extra\.weight"):
+        load_i3d("32x2", weights=tmp_path / "extra.pth")
+
+
+def test_profile_of_pytorchvideo_keys_is_not_guessed(tmp_path, ref32):
+    """32x2 weights saved under pytorchvideo keys were taken for 8x8: the two networks have the
+    same tensor shapes, so only a published file name (or --profile) can say which it is."""
+    p = tmp_path / "my_i3d_32x2.pth"
+    torch.save({"model_state": ref32}, p)
+    with pytest.raises(WeightsError, match="--profile 8x8 or --profile 32x2"):
+        load_i3d(weights=p)
+    model, meta = load_i3d("32x2", weights=p)
+    assert meta["profile"] == "32x2" and model.trunk.blocks[0].conv.stride == (2, 2, 2)
+    assert_state_equal(model, ref32)
+    model, meta = load_i3d("8x8", weights=p)
+    assert meta["profile"] == "8x8" and model.trunk.blocks[0].conv.stride == (1, 2, 2)
+
+
+def test_load_errors_never_advise_unsafe_loading(tmp_path):
+    """Issue 11.4: torch's advice to pass weights_only=False must not reach the user."""
+    import fractions
+
+    torch.save({"model_state": {"a": fractions.Fraction(1, 2)}}, tmp_path / "objects.pth")
+    (tmp_path / "text.pth").write_text("not weights")
+    for name in ("objects.pth", "text.pth"):
+        with pytest.raises(WeightsError) as e:
+            load_i3d(weights=tmp_path / name)
+        msg = str(e.value)
+        assert msg.startswith(str(tmp_path / name)) and "\n" not in msg
+        assert "weights_only" not in msg and "allow_pickle" not in msg and "trust" not in msg
+    with pytest.raises(WeightsError, match=r"fractions\.Fraction.*can run code"):
+        load_i3d(weights=tmp_path / "objects.pth")

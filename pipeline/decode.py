@@ -1,0 +1,199 @@
+"""Stage 1 decoding side: one video -> a stream of uint8 clip batches, in this process or in
+decode worker processes that feed a bounded queue.
+
+Messages (what the model side consumes):
+    ("clips", vid, (B, 16, H, W, 3) uint8)*  then  ("end", vid, info)  or  ("error", vid, message)
+
+Decode workers die with their parent: on Linux each asks the kernel for SIGKILL when the parent
+exits (``prctl(PR_SET_PDEATHSIG)``), and every worker also checks its parent's pid while it waits
+on the queues, so a main process killed by SIGTERM or SIGKILL leaves no worker behind.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, Sequence
+
+from pipeline.video import CLIP_LEN, FrameStream, VideoError, iter_clip_batches, iter_clips
+
+#: A decode stopping before this fraction of the frames the header announces is a truncated file.
+TRUNCATED_BELOW = 0.9
+
+
+def decode_messages(vid: int, path: str, cfg: Dict[str, Any]) -> Iterator[tuple]:
+    """Decode one video into messages for the model side (never raises for a bad video).
+
+    cfg: short_side, crop_size, tail, batch_size, threads. The final info's ``status`` is
+    "partial" when decoding stopped on an error after some frames, or when far fewer frames
+    decoded than the header announces (a truncated file); ``error`` then says why.
+    """
+    t0 = time.time()
+    stream = FrameStream(path, short_side=cfg["short_side"], threads=cfg.get("threads", 0))
+    n = 0
+    try:
+        for batch in iter_clip_batches(iter_clips(iter(stream), cfg["tail"]), cfg["batch_size"]):
+            if n == 0:
+                h, w = batch.shape[2:4]
+                if min(h, w) < cfg["crop_size"]:
+                    raise VideoError(f"{path}: frames {w}x{h} after resizing are smaller "
+                                     f"than the crop {cfg['crop_size']}")
+            n += len(batch)
+            yield ("clips", vid, batch)
+    except VideoError as exc:
+        yield ("error", vid, str(exc))
+        return
+    except Exception as exc:  # anything else from FFmpeg / numpy: report, never crash
+        yield ("error", vid, f"{path}: {type(exc).__name__}: {exc}")
+        return
+    if n == 0:
+        yield ("error", vid, f"{path}: {stream.frames} frames, fewer than {CLIP_LEN}: "
+                             f"no clip with --tail {cfg['tail']}")
+        return
+    src_w, src_h = stream.src_size or (0, 0)
+    error = stream.error
+    if error is None and stream.truncated(TRUNCATED_BELOW):
+        error = (f"{path}: decoded {stream.frames} frames, the header announces about "
+                 f"{stream.frames_expected}: truncated file")
+    yield ("end", vid, dict(video=Path(path).stem, path=str(path), frames=stream.frames,
+                            fps=round(stream.fps, 6), clips=n, width=src_w, height=src_h,
+                            status="partial" if error else "ok", error=error,
+                            frames_expected=stream.frames_expected,
+                            decode_s=round(time.time() - t0, 3)))
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent exits (Linux; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _put(q, item, parent: int) -> None:
+    """Put on a bounded queue, giving up (exit) when the parent process is gone."""
+    while True:
+        try:
+            q.put(item, timeout=1.0)
+            return
+        except queue.Full:
+            if os.getppid() != parent:
+                os._exit(1)
+
+
+def _worker_main(wid: int, parent: int, paths: Sequence[str], tasks, out, cfg: Dict[str, Any]) -> None:
+    """Decode worker: take video indices from ``tasks`` until None, send their messages."""
+    die_with_parent()
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the main process handles Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while True:
+        try:
+            vid = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:
+                os._exit(1)
+            continue
+        if vid is None:
+            break
+        _put(out, ("start", vid, wid), parent)
+        for msg in decode_messages(vid, paths[vid], cfg):
+            _put(out, msg, parent)
+    _put(out, ("worker-done", -1, wid), parent)
+
+
+class DecodePool:
+    """Messages for a list of videos: decoded in this process (workers=0) or by worker processes.
+
+    Worker processes feed a bounded queue (``queue_size`` messages), so decoding runs ahead of
+    the model by at most that many clip batches. A worker that dies (crash in FFmpeg, OOM kill)
+    fails its current video and is replaced.
+    """
+
+    def __init__(self, paths: Sequence[str], order: Sequence[int], cfg: Dict[str, Any],
+                 workers: int, queue_size: int):
+        self.paths, self.order, self.cfg, self.workers = list(paths), list(order), cfg, workers
+        self.queue_size = queue_size
+        self.procs: Dict[int, Any] = {}
+
+    def __iter__(self) -> Iterator[tuple]:
+        if self.workers <= 0:
+            for vid in self.order:
+                yield from decode_messages(vid, self.paths[vid], self.cfg)
+            return
+        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        tasks = ctx.Queue()
+        out = ctx.Queue(maxsize=self.queue_size)
+        for vid in self.order:
+            tasks.put(vid)
+        nworkers = min(self.workers, max(1, len(self.order)))
+        for _ in range(nworkers):
+            tasks.put(None)
+        parent = os.getpid()
+
+        def start(wid: int):
+            p = ctx.Process(target=_worker_main, args=(wid, parent, self.paths, tasks, out, self.cfg),
+                            daemon=True, name=f"decode-{wid}")
+            p.start()
+            self.procs[wid] = p
+
+        for wid in range(nworkers):
+            start(wid)
+        current: Dict[int, int] = {}      # worker -> video it decodes
+        remaining = set(self.order)       # videos without a final message yet
+        done_workers = set()
+        try:
+            while remaining:
+                try:
+                    msg = out.get(timeout=1.0)
+                except queue.Empty:
+                    for wid, p in list(self.procs.items()):
+                        if wid in done_workers or p.is_alive():
+                            continue
+                        vid = current.pop(wid, None)
+                        if vid is not None and vid in remaining:
+                            remaining.discard(vid)
+                            yield ("error", vid, f"{self.paths[vid]}: decoder process died "
+                                                 f"(exit code {p.exitcode})")
+                        done_workers.add(wid)
+                        if remaining and not tasks.empty():
+                            start(max(self.procs) + 1)
+                    if all(not p.is_alive() for p in self.procs.values()) and out.empty():
+                        for vid in sorted(remaining):
+                            yield ("error", vid, f"{self.paths[vid]}: never decoded "
+                                                 f"(decoder processes exited)")
+                        remaining.clear()
+                    continue
+                kind, vid, payload = msg
+                if kind == "start":
+                    current[payload] = vid
+                    continue
+                if kind == "worker-done":
+                    done_workers.add(payload)
+                    continue
+                if kind in ("end", "error"):
+                    remaining.discard(vid)
+                    current = {w: v for w, v in current.items() if v != vid}
+                yield msg
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for p in self.procs.values():
+            p.join(timeout=0.5)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=2)

@@ -1,0 +1,143 @@
+"""Stage 1 network side: the I3D feature extractor (clips in, (clips, crops, 2048) features out).
+
+Used the same way by every backend (local decode workers, torchrun/SLURM ranks, Ray actors):
+uint8 clip batches go to the device, are cropped and normalised there and go through one forward
+for all crops. Precision is fp32 unless bf16 is asked for: bf16 autocast moves features by about
+0.3% (relative L2), so features meant to compare with public fp32 files stay fp32 by default.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from pipeline.decode import decode_messages
+from pipeline.video import CLIP_LEN, NORMS, VideoError, crop_clips, normalize
+
+FEATURE_DIM = 2048
+PRECISIONS = ("fp32", "bf16")
+
+
+def resolve_precision(precision: Optional[str], device_type: str) -> str:
+    """The autocast precision: as given, else fp32 on every device (bf16 is an opt-in)."""
+    precision = precision or "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be fp32 or bf16, not {precision!r}")
+    return precision
+
+
+class FeatureExtractor:
+    """I3D features of whole videos: (clips, crops, 2048) per video.
+
+    Args:
+        profile: "32x2" (RTFM's video-nonlocal-net baseline) or "8x8" (pytorchvideo);
+            None: from the weights file's format, else "32x2".
+        weights: a .pyth / .pkl / .pth file; None: the published file via the torch hub cache.
+        random_init: untrained, deterministic (``seed``) weights, for tests and demos.
+        crops: 1 (centre) or 10 (torchvision ten_crop order).
+        short_side, crop_size: resize the short side, then crop (256 / 224).
+        norm: "kinetics" (RGB/255, mean 0.45, std 0.225) or "minus1to1".
+        tail: "pad" (ceil(frames/16) clips, last frame repeated) or "drop" (floor).
+        device: "cpu", "cuda", "cuda:1", ...; None: the GPU when there is one.
+        batch_size: clips per forward (each with all its crops).
+        dtype: output dtype, "float32" or "float16".
+        precision: "fp32" or "bf16" (autocast); None: fp32 (bf16 is opt-in).
+        channels_last: use torch.channels_last_3d (None: yes; also faster on CPU here).
+        threads: decoder threads for ``extract`` (0: FFmpeg's choice).
+    """
+
+    def __init__(self, profile: Optional[str] = None, weights: Optional[str] = None,
+                 random_init: bool = False, crops: int = 1, short_side: int = 256,
+                 crop_size: int = 224, norm: str = "kinetics", tail: str = "pad",
+                 device: Optional[str] = None, batch_size: int = 8, dtype: str = "float32",
+                 precision: Optional[str] = None, channels_last: Optional[bool] = None,
+                 seed: int = 0, threads: int = 0):
+        import torch
+        from pipeline.i3d import load_i3d
+
+        if crops not in (1, 10):
+            raise ValueError(f"crops must be 1 or 10, not {crops}")
+        if crop_size > short_side:
+            raise ValueError(f"crop size {crop_size} is larger than the short side {short_side}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {sorted(NORMS)}, not {norm!r}")
+        if tail not in ("pad", "drop"):
+            raise ValueError(f"tail must be 'pad' or 'drop', not {tail!r}")
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"dtype must be float32 or float16, not {dtype!r}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.precision = resolve_precision(precision, self.device.type)
+        self.channels_last = True if channels_last is None else channels_last
+        self.crops, self.short_side, self.crop_size = crops, short_side, crop_size
+        self.norm, self.tail, self.batch_size, self.dtype = norm, tail, batch_size, dtype
+        self.threads = threads
+
+        model, wmeta = load_i3d(profile, weights, random_init=random_init, seed=seed)
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last_3d)
+        self.model = model.eval()
+        self._wmeta = wmeta
+        self.profile = wmeta["profile"]
+
+    @property
+    def meta(self) -> Dict[str, Any]:
+        """JSON-able description of everything that determines the features."""
+        import av
+
+        m = dict(self._wmeta)
+        m.update(crops=self.crops, short_side=self.short_side, crop_size=self.crop_size,
+                 norm=self.norm, tail=self.tail, clip_len=CLIP_LEN, feature_dim=FEATURE_DIM,
+                 dtype=self.dtype, precision=self.precision, decoder=f"pyav-{av.__version__}",
+                 resize="libswscale bilinear, short side", pool="global average")
+        return m
+
+    def features(self, clips) -> np.ndarray:
+        """Features of a batch of clips.
+
+        clips: (B, 16, H, W, 3) uint8 (numpy or tensor, H and W >= crop_size)
+        returns (B, crops, 2048) float32 numpy.
+        """
+        import torch
+
+        x = torch.as_tensor(clips)
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        else:
+            x = x.to(self.device)
+        c = crop_clips(x, self.crop_size, self.crops)        # (B, crops, 3, T, s, s) uint8
+        B, K, C, T, S, _ = c.shape
+        c = normalize(c.reshape(B * K, C, T, S, S), self.norm)  # (B*crops, 3, T, s, s) float
+        if self.channels_last:
+            c = c.contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                                    enabled=self.precision == "bf16"):
+            f = self.model(c)                                 # (B*crops, 2048)
+        return f.float().reshape(B, K, FEATURE_DIM).cpu().numpy()
+
+    def extract(self, video_path) -> Tuple[np.ndarray, Dict[str, Any]]:
+        """All clips of one video, decoded as a stream.
+
+        Returns (features (clips, crops, 2048) in ``dtype``, info dict with video, path,
+        frames, fps, clips, width, height, status ("ok" or "partial": a decode error after
+        some frames, in ``error``), error). Raises VideoError for unreadable videos.
+        """
+        cfg = self.decode_cfg()
+        chunks: List[np.ndarray] = []
+        info: Dict[str, Any] = {}
+        for msg in decode_messages(0, str(video_path), cfg):
+            kind = msg[0]
+            if kind == "clips":
+                chunks.append(self.features(msg[2]).astype(self.dtype))
+            elif kind == "end":
+                info = msg[2]
+            elif kind == "error":
+                raise VideoError(msg[2])
+        return np.concatenate(chunks, 0), info
+
+    def decode_cfg(self, threads: Optional[int] = None) -> Dict[str, Any]:
+        return dict(short_side=self.short_side, crop_size=self.crop_size, tail=self.tail,
+                    batch_size=self.batch_size,
+                    threads=self.threads if threads is None else threads)

@@ -1,0 +1,117 @@
+"""Extraction on a real local Ray cluster (pipeline.raybackend), started by the test inside a
+network namespace with only loopback up (Ray binds to the machine's interface address otherwise)
+and a pid namespace (everything it started ends with it). Needs root, ``unshare`` and ``ray``
+(``pip install -e ".[ray]"``); skipped cleanly otherwise."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.extract import main, read_manifest
+from videogen import make_video
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--random-init", "--short-side", "32", "--crop-size", "32", "--no-progress"]
+NS = ["unshare", "--net", "--pid", "--fork", "--mount-proc"]
+
+
+def _namespaces_work() -> bool:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    try:
+        r = subprocess.run(NS + ["sh", "-c", "ip link set lo up"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def test_backend_ray_without_ray_says_how_to_install(tmp_path, monkeypatch, caplog):
+    """Without the extra, --backend ray stops with exit code 2 and the install command."""
+    make_video(tmp_path / "v" / "a.mp4", 20)
+    monkeypatch.setitem(sys.modules, "ray", None)          # import ray -> ImportError
+    rc = main([str(tmp_path / "v"), "--out", str(tmp_path / "o"), "--backend", "ray", *TINY])
+    assert rc == 2
+    assert 'pip install -e ".[ray]"' in caplog.text
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='needs pip install -e ".[ray]"')
+def test_unreachable_address_is_one_line(tmp_path, caplog):
+    make_video(tmp_path / "v" / "a.mp4", 20)
+    rc = main([str(tmp_path / "v"), "--out", str(tmp_path / "o"), "--backend", "ray",
+               "--address", "127.0.0.1:1", *TINY])
+    assert rc == 2 and "--address 127.0.0.1:1: no Ray head answers there" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='needs pip install -e ".[ray]"')
+@pytest.mark.skipif(not _namespaces_work(), reason="needs root and unshare (network + pid namespaces)")
+def test_ray_cluster_equals_local_survives_a_killed_worker_and_resumes(tmp_path):
+    videos = tmp_path / "videos"
+    for i, frames in enumerate([240, 200, 176, 150, 120, 96]):
+        make_video(videos / f"v{i}.mp4", frames, seed=i)
+    (videos / "broken.mp4").write_text("not a video\n")     # fails, and is recorded
+    # local reference, one torch thread as in a 1-CPU Ray actor
+    local = tmp_path / "local"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "pipeline.extract", str(videos), "--out", str(local),
+                        "--workers", "0", "--batch-size", "1", *TINY], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 1, r.stderr[-2000:]              # broken.mp4 fails
+
+    out = tmp_path / "ray" / "features"
+    out.parent.mkdir()
+    result = tmp_path / "result.json"
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        script = (f"ip link set lo up && exec {sys.executable} {ROOT / 'tests' / 'raycluster.py'} "
+                  f"{videos} {out} {result} {ray_tmp}")
+        r = subprocess.run(NS + ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert result.exists(), (r.stdout + r.stderr)[-4000:]
+    res = json.loads(result.read_text())
+
+    # run 1: a worker was killed mid-video, yet every video is correct
+    assert res["run1"]["killed"] is not None, res["run1"]["log"]
+    assert res["run1"]["rc"] == 1, res["run1"]["log"]       # only broken.mp4 failed
+    rows, want = read_manifest(out), read_manifest(local)
+    assert {k: r["status"] for k, r in rows.items()} == {k: r["status"] for k, r in want.items()}
+    assert rows["broken"]["status"] == "failed" and "broken.mp4" in rows["broken"]["error"]
+    names = sorted(p.name for p in local.glob("*.npy"))
+    assert sorted(p.name for p in out.glob("*.npy")) == names and len(names) == 6
+    for n in names:
+        assert np.array_equal(np.load(out / n), np.load(local / n)), n
+        assert rows[n[:-4]]["clips"] == want[n[:-4]]["clips"]
+    assert res["temps_left"] == []
+    # run 2: everything finished is skipped, nothing rewritten (broken.mp4 is tried again)
+    assert res["run2"]["rc"] == 1, res["run2"]["log"]
+    assert "6 finished, 1 to extract" in res["run2"]["log"], res["run2"]["log"]
+    assert res["mtimes2"] == res["mtimes"]
+
+
+def test_actor_with_decode_worker_equals_local(tmp_path):
+    """The Ray actor's per-video call (run here without Ray): decoding in a child process
+    overlapped with the model gives the local backend's file and row."""
+    from pipeline.raybackend import ExtractActor
+
+    make_video(tmp_path / "v" / "a.mp4", 40)
+    assert main([str(tmp_path / "v"), "--out", str(tmp_path / "local"), "--workers", "0", *TINY]) == 0
+    kw = dict(random_init=True, short_side=32, crop_size=32, device="cpu")
+    for workers in (0, 1):
+        out = tmp_path / f"actor{workers}"
+        out.mkdir()
+        actor = ExtractActor(kw, str(out), decode_workers=workers)
+        row = actor.extract(str(tmp_path / "v" / "a.mp4"))
+        assert row["status"] == "ok" and row["clips"] == 3
+        np.testing.assert_allclose(np.load(out / "a.npy"), np.load(tmp_path / "local" / "a.npy"),
+                                   rtol=1e-5, atol=1e-5)
+        assert read_manifest(out)["a"]["clips"] == 3
