@@ -43,6 +43,18 @@ def farthest_init(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([first, far]).detach().clone()
 
 
+def cluster_means(pts: torch.Tensor, assign: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Mean of the points of each of the 2 clusters: pts (N, D), assign (N,) in {0, 1} -> (2, D).
+
+    One matrix product with the one-hot assignment (no per-cluster indexing); a cluster with no
+    point takes its row of ``fallback`` (2, D), detached.
+    """
+    onehot = F.one_hot(assign, 2).to(pts.dtype)                          # (N, 2)
+    counts = onehot.sum(0)[:, None]                                      # (2, 1)
+    means = (onehot.t() @ pts) / counts.clamp_min(1)                     # (2, D)
+    return torch.where(counts > 0, means, fallback.detach().to(pts.dtype))
+
+
 def kmeans2(x: torch.Tensor, init: torch.Tensor, iters: int = 10,
             extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """K-means with K=2 (Lloyd's algorithm).
@@ -58,21 +70,13 @@ def kmeans2(x: torch.Tensor, init: torch.Tensor, iters: int = 10,
         c = init.detach().to(pts.dtype).clone()                          # (2, D)
         data = pts.detach()
         for _ in range(iters):
-            assign_all = torch.cdist(data, c).argmin(dim=1)              # (N + M,)
-            new = c.clone()
-            for k in range(2):
-                sel = assign_all == k
-                if sel.any():
-                    new[k] = data[sel].mean(0)
+            new = cluster_means(data, torch.cdist(data, c).argmin(dim=1), c)
             if torch.allclose(new, c):
                 break
             c = new
-        assign_all = torch.cdist(data, c).argmin(dim=1)
-    centres = []
-    for k in range(2):
-        sel = assign_all == k
-        centres.append(pts[sel].mean(0) if sel.any() else c[k])
-    return assign_all[: x.shape[0]], torch.stack(centres)               # (N,), (2, D)
+        assign_all = torch.cdist(data, c).argmin(dim=1)                  # (N + M,)
+    centres = cluster_means(pts, assign_all, c)                          # (2, D), live: gradients reach x
+    return assign_all[: x.shape[0]], centres                             # (N,), (2, D)
 
 
 def pseudo_labels(scores: torch.Tensor, cluster_labels: torch.Tensor, rule: str = "cosine") -> torch.Tensor:

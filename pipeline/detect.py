@@ -61,7 +61,7 @@ DEFAULT_OVERLAP = 0.5
 #: Extractor settings that must agree between training features and detection (the weights file's
 #: path may differ between machines; its sha256 may not). 'seed' only matters for random weights.
 COMPARED_KEYS = ("profile", "random_init", "weights_sha256", "crops", "short_side", "crop_size",
-                 "norm", "tail", "clip_len", "feature_dim", "seed")
+                 "norm", "tail", "clip_len", "feature_dim", "seed", "precision")
 #: detect flag -> FeatureExtractor argument / meta key
 EXTRACTOR_FLAGS = {"profile": "profile", "weights": "weights", "random_init": "random_init",
                    "seed": "seed", "crops": "crops", "short_side": "short_side",
@@ -187,7 +187,7 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
                               "extractor are meaningless; drop these flags (detect reads the settings "
                               "from the checkpoint) or use a checkpoint trained on such features.")
     kw: dict[str, Any] = {}
-    for key in ("profile", "crops", "short_side", "crop_size", "norm", "tail"):
+    for key in ("profile", "crops", "short_side", "crop_size", "norm", "tail", "precision"):
         if trained.get(key) is not None:
             kw[key] = trained[key]
     if trained.get("random_init"):

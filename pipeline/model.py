@@ -84,8 +84,12 @@ def centred_similarity_adjacency(x: torch.Tensor, threshold: float = 0.7) -> tor
     A segment like no other keeps only itself; a video-wide component (scene, video mean) cannot
     connect every segment to every other.
     """
-    cos = centred_cosine(x)                                     # (B, T, T)
-    eye = torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
+    return masked_softmax_adjacency(centred_cosine(x), threshold)
+
+
+def masked_softmax_adjacency(cos: torch.Tensor, threshold: float = 0.7) -> torch.Tensor:
+    """``softmax_j(cos_ij)`` over the j with ``cos_ij >= threshold`` (and j = i): (B, T, T) -> (B, T, T)."""
+    eye = torch.eye(cos.shape[-1], dtype=torch.bool, device=cos.device)
     keep = (cos >= threshold) | eye                             # (B, T, T)
     return torch.softmax(cos.masked_fill(~keep, float("-inf")), dim=-1)
 
@@ -98,9 +102,15 @@ def gated_proximity_adjacency(x: torch.Tensor) -> torch.Tensor:
     edge still average, so faint anomalies are denoised, but a strong anomaly does not spill into
     the normal clips around it, which the plain kernel does at test time (a node is one clip there).
     """
-    prox = proximity_adjacency(x.shape[1], x.device, x.dtype)                  # (T, T)
-    eye = torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
-    a = prox * ((centred_cosine(x) >= 0) | eye)                                 # (B, T, T)
+    return gated_proximity_from_cosine(centred_cosine(x))
+
+
+def gated_proximity_from_cosine(cos: torch.Tensor) -> torch.Tensor:
+    """The gated proximity graph from centred cosines (B, T, T); the gate carries no gradient."""
+    T = cos.shape[-1]
+    prox = proximity_adjacency(T, cos.device, cos.dtype)                       # (T, T)
+    eye = torch.eye(T, dtype=torch.bool, device=cos.device)
+    a = prox * ((cos.detach() >= 0) | eye)                                      # (B, T, T)
     return a / a.sum(dim=-1, keepdim=True)
 
 
@@ -179,10 +189,11 @@ class AnomalyGCN(nn.Module):
         x = (x - self.feature_mean) / self.feature_std
         fc = F.relu(self.fc(x))                                             # (B, T, 512), before dropout
         src = x if self.graph_features == "input" else fc                   # never dropout-masked
-        graph = centred_similarity_adjacency if self.similarity == "centred" else similarity_adjacency
-        a_sim = graph(src, self.sim_threshold)                              # (B, T, T)
-        a_prox = (gated_proximity_adjacency(src) if self.proximity == "gated"  # (B, T, T)
-                  else proximity_adjacency(x.shape[1], x.device, fc.dtype))   # or (T, T)
+        cos = centred_cosine(src) if self.similarity == "centred" or self.proximity == "gated" else None
+        a_sim = (masked_softmax_adjacency(cos, self.sim_threshold) if self.similarity == "centred"
+                 else similarity_adjacency(src, self.sim_threshold))        # (B, T, T)
+        a_prox = (gated_proximity_from_cosine(cos) if self.proximity == "gated"       # (B, T, T)
+                  else proximity_adjacency(x.shape[1], x.device, fc.dtype))            # or (T, T)
         g1 = F.relu(self.gcn1(self.drop(fc), a_sim, a_prox))                # (B, T, 128)
         g2 = F.relu(self.gcn2(self.drop(g1), a_sim, a_prox))                # (B, T, 32)
         logits = self.gcn3(self.drop(g2), a_sim, a_prox).squeeze(-1)        # (B, T)

@@ -231,7 +231,7 @@ def load_training_set(videos: list, T: int, dim: int = D.FEATURE_DIM, quiet: boo
 
 
 EXTRACTOR_KEYS = ("profile", "weights_sha256", "random_init", "seed", "crops", "short_side", "crop_size", "norm",
-                  "tail", "clip_len")
+                  "tail", "clip_len", "precision")
 
 
 def extractor_meta(videos: list) -> dict | None:

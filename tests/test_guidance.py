@@ -48,13 +48,13 @@ def test_graph_is_built_from_undropped_features():
         x = torch.rand(2, 9, 16)
         seen = []
         import pipeline.model as M
-        orig = M.centred_similarity_adjacency
-        M.centred_similarity_adjacency = lambda src, thr: seen.append(src.clone()) or orig(src, thr)
+        orig = M.centred_cosine
+        M.centred_cosine = lambda src: seen.append(src.detach().clone()) or orig(src)
         try:
             m.train()(x)
             m.eval()(x)
         finally:
-            M.centred_similarity_adjacency = orig
+            M.centred_cosine = orig
         assert torch.equal(seen[0], seen[1]), gf
 
 
