@@ -172,6 +172,9 @@ def test_detect_on_ray_cluster_equals_local(tmp_path):
     state = _train_clip_supervised([dict(name="probe", anomalies=[(40, 71)]), dict(name="calm", anomalies=[])],
                                    feats, steps=60)
     state["extractor"] = dict(RECORD)
+    # the graph the helper trained (AnomalyGCN's defaults); a checkpoint without these keys loads
+    # with the fallbacks of older checkpoints (pipeline.model.build_model)
+    state["config"].update(similarity="centred", graph_features="fc", proximity="gated")
     (tmp_path / "run").mkdir()
     torch.save(state, tmp_path / "run" / "model.pt")
 
