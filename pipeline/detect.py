@@ -2,6 +2,7 @@
 
     python -m pipeline.detect clip.mp4 --checkpoint runs/ucf
     python -m pipeline.detect videos/ more.avi --checkpoint runs/ucf/best.pt --out detections --threshold 0.6
+    python -m pipeline.detect videos/ --checkpoint runs/ucf --backend ray --address auto
 
 For each video: I3D features with the *same* extractor the checkpoint was trained on (network,
 weights, crops, resize, read from the checkpoint's ``extractor`` record; a flag that contradicts
@@ -28,6 +29,10 @@ its length. Videos longer than ``--window`` clips (default 2048, ~18 minutes at 
 in windows of that many clips overlapping by ``--overlap`` (default 0.5); a clip's score is the
 mean over the windows that hold it. Shorter videos are scored exactly as ``pipeline.evaluate``
 scores a test video (one graph over the whole video).
+
+On a Ray cluster (``--backend ray --address auto``): every video's features are first extracted by
+Ray actors with ``pipeline.extract``'s Ray backend into ``<out>/features/`` (with its manifest;
+finished videos are reused on a rerun), then scored here by the same code as the local path.
 
 Exit code: 0 when every video has results, 1 when any video failed (the others still get theirs),
 2 when nothing could run (missing or incompatible checkpoint, bad flags, outputs that exist).
