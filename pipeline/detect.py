@@ -328,6 +328,8 @@ def extract_on_ray(inputs: Sequence[Path], feat_dir: Path, extractor_kwargs: dic
     check_writable(feat_dir)
     present = [p.resolve() for p in inputs if p.exists()]  # absolute: actors run elsewhere
     for f in stale_features(feat_dir, present):
+        if not quiet:
+            print(f"note: {f} was made from another file or before the video changed; extracting it again")
         f.unlink()                                          # its manifest row is superseded when redone
     seen: dict[str, Any] = {}
 
@@ -386,6 +388,8 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
 
     if backend not in ("local", "ray"):
         raise ValueError(f"--backend must be local or ray, not {backend!r}")
+    if address is not None and backend != "ray":
+        raise ValueError(f"--address {address}: only used with --backend ray")
     if backend == "ray":
         from .raybackend import import_ray
         import_ray()                                        # before anything expensive

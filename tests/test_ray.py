@@ -129,6 +129,8 @@ def test_detect_backend_ray_flag_and_without_ray_says_how_to_install(tmp_path, m
     out = capsys.readouterr().out
     assert "--backend {local,ray}" in out and "--address" in out
     assert det.build_parser().parse_args(["v.mp4", "--checkpoint", "c"]).backend == "local"
+    rc = det.main([str(tmp_path / "v.mp4"), "--checkpoint", str(tmp_path / "run"), "--address", "auto"])
+    assert rc == 2 and "only used with --backend ray" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)          # import ray -> ImportError
     rc = det.main([str(tmp_path / "v.mp4"), "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "o"),
                    "--backend", "ray"])
