@@ -2,6 +2,7 @@
 
     python -m pipeline.detect clip.mp4 --checkpoint runs/ucf
     python -m pipeline.detect videos/ more.avi --checkpoint runs/ucf/best.pt --out detections --threshold 0.6
+    python -m pipeline.detect videos/ --checkpoint runs/ucf --backend ray --address auto
 
 For each video: I3D features with the *same* extractor the checkpoint was trained on (network,
 weights, crops, resize, read from the checkpoint's ``extractor`` record; a flag that contradicts
@@ -29,6 +30,10 @@ in windows of that many clips overlapping by ``--overlap`` (default 0.5); a clip
 mean over the windows that hold it. Shorter videos are scored exactly as ``pipeline.evaluate``
 scores a test video (one graph over the whole video).
 
+On a Ray cluster (``--backend ray --address auto``): every video's features are first extracted by
+Ray actors with ``pipeline.extract``'s Ray backend into ``<out>/features/`` (with its manifest;
+finished videos are reused on a rerun), then scored here by the same code as the local path.
+
 Exit code: 0 when every video has results, 1 when any video failed (the others still get theirs),
 2 when nothing could run (missing or incompatible checkpoint, bad flags, outputs that exist).
 """
@@ -47,7 +52,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .cli import HelpFormatter, interrupted, progress, user_message
+from .cli import HelpFormatter, bars_enabled, interrupted, progress, user_message
 from .evaluate import load_model, score_clips
 from .io import atomic_write_json, atomic_write_text
 from .metrics import CLIP_LEN
@@ -284,6 +289,82 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- features on Ray
+
+def stale_features(feat_dir: Path, videos: Sequence[Path]) -> list[Path]:
+    """Feature files of ``feat_dir`` that do not belong to ``videos`` as they are now: made from
+    another file with the same stem (manifest ``path``), or older than the video. Returns them."""
+    from .featstore import read_manifest
+
+    rows = read_manifest(feat_dir)
+    stale = []
+    for v in videos:
+        f = feat_dir / f"{v.stem}.npy"
+        if not f.exists():
+            continue
+        row = rows.get(v.stem) or {}
+        if row.get("path") != str(v) or v.stat().st_mtime > f.stat().st_mtime:
+            stale.append(f)
+    return stale
+
+
+def extract_on_ray(inputs: Sequence[Path], feat_dir: Path, extractor_kwargs: dict[str, Any],
+                   check: Callable[[dict], None], address: str | None = None,
+                   quiet: bool = False) -> tuple[dict, Callable[[Path], tuple[np.ndarray, dict]]]:
+    """Extract the features of ``inputs`` on a Ray cluster into ``feat_dir`` (with its manifest),
+    exactly as ``python -m pipeline.extract --backend ray`` does (:func:`pipeline.raybackend.run_ray`).
+
+    ``check(meta)`` runs on the actors' extractor meta before any video is handed out. Finished
+    features of the same files are reused on a rerun; features of another file with the same name,
+    or older than the video, are extracted again. Returns (extractor meta, load) where
+    ``load(video) -> (features (clips, crops, D), info)`` reads one video's result and raises
+    VideoError for a video that failed, like ``FeatureExtractor.extract``.
+    """
+    from .featstore import SettingsMismatch, check_writable, compact_manifest, read_manifest
+    from .i3d import WeightsError
+    from .raybackend import RayRunError, run_ray
+    from .video import VideoError
+
+    check_writable(feat_dir)
+    present = [p.resolve() for p in inputs if p.exists()]  # absolute: actors run elsewhere
+    for f in stale_features(feat_dir, present):
+        if not quiet:
+            print(f"note: {f} was made from another file or before the video changed; extracting it again")
+        f.unlink()                                          # its manifest row is superseded when redone
+    seen: dict[str, Any] = {}
+
+    def check_and_keep(meta: dict) -> None:
+        check(meta)
+        seen["meta"] = meta
+
+    try:
+        run_ray(present, feat_dir, extractor_kwargs, address=address, progress=bars_enabled(quiet),
+                check_meta=check_and_keep)
+    except SettingsMismatch as e:
+        raise CheckpointError(f"{e} ({feat_dir} holds features of another extractor: remove it or "
+                              f"choose another --out)") from None
+    except WeightsError as e:
+        raise CheckpointError(f"cannot build the feature extractor the checkpoint needs ({e})") from e
+    except RayRunError as e:                                # finished videos are kept; others fail below
+        print(f"error: {e}", file=sys.stderr)
+    if "meta" not in seen:
+        raise ValueError(f"Ray did not start an extractor (address {address or 'local'})")
+    compact_manifest(feat_dir)
+    rows = read_manifest(feat_dir)
+
+    def load(path: Path) -> tuple[np.ndarray, dict]:
+        row = rows.get(path.stem)
+        if not path.exists():
+            raise VideoError(f"{path}: no such file or directory")
+        if row is None or row.get("path") != str(path.resolve()):
+            raise VideoError(f"{path}: not extracted on Ray (see the errors above)")
+        if row.get("status") not in ("ok", "partial"):
+            raise VideoError(row.get("error") or f"{path}: extraction failed on Ray")
+        return np.load(feat_dir / f"{path.stem}.npy"), row
+
+    return seen["meta"], load
+
+
 # ----------------------------------------------------------------------------- run
 
 def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path = "detections",
@@ -291,15 +372,27 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
            merge_gap: float = DEFAULT_MERGE_GAP, window: int = DEFAULT_WINDOW,
            overlap: float = DEFAULT_OVERLAP, device: str = "auto", overwrite: bool = False,
            extractor_flags: dict[str, Any] | None = None, batch_size: int = 8, plot: bool = True,
-           quiet: bool = False, html: bool = True) -> dict:
+           quiet: bool = False, html: bool = True, backend: str = "local",
+           address: str | None = None) -> dict:
     """Run detection on ``videos`` and write the outputs; returns the summary dict.
 
+    backend: "local" (features extracted here, one video after the other) or "ray" (all videos
+    extracted first on a Ray cluster at ``address`` by :func:`extract_on_ray`, into
+    ``<out>/features``); scoring and every output are the same either way.
     Raises CheckpointError / FileExistsError / FileNotFoundError / ValueError when nothing can run;
     a video that fails is reported in the summary (status 'error') and the others go on.
     """
     from .extract import FeatureExtractor
     from .i3d import WeightsError
     from .video import VideoError, find_videos
+
+    if backend not in ("local", "ray"):
+        raise ValueError(f"--backend must be local or ray, not {backend!r}")
+    if address is not None and backend != "ray":
+        raise ValueError(f"--address {address}: only used with --backend ray")
+    if backend == "ray":
+        from .raybackend import import_ray
+        import_ray()                                        # before anything expensive
 
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
@@ -347,15 +440,23 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
         raise CheckpointError(str(e)) from e
     trained = meta.get("extractor")
     kw, notes = resolve_extractor(trained, dict(extractor_flags or {}))
-    try:
-        fx = FeatureExtractor(device=str(dev), batch_size=batch_size, **kw)
-    except (WeightsError, ValueError) as e:
-        raise CheckpointError(f"cannot build the feature extractor the checkpoint needs ({e})") from e
-    fmeta = fx.meta
-    check_extractor(trained, fmeta)
-    if fmeta.get("feature_dim", model.in_dim) != model.in_dim:
-        raise CheckpointError(f"{meta['path']}: the model expects {model.in_dim}-d features, the extractor "
-                              f"gives {fmeta.get('feature_dim')}")
+
+    def check(fmeta: dict) -> None:                         # the extractor against the checkpoint
+        check_extractor(trained, fmeta)
+        if fmeta.get("feature_dim", model.in_dim) != model.in_dim:
+            raise CheckpointError(f"{meta['path']}: the model expects {model.in_dim}-d features, the extractor "
+                                  f"gives {fmeta.get('feature_dim')}")
+
+    if backend == "ray":
+        fmeta, load = extract_on_ray(inputs, out / "features", dict(kw, batch_size=batch_size), check,
+                                     address, quiet)
+    else:
+        try:
+            fx = FeatureExtractor(device=str(dev), batch_size=batch_size, **kw)
+        except (WeightsError, ValueError) as e:
+            raise CheckpointError(f"cannot build the feature extractor the checkpoint needs ({e})") from e
+        fmeta, load = fx.meta, fx.extract
+        check(fmeta)
     random_weights = bool(fmeta.get("random_init"))
     if random_weights:
         notes.append("features come from an I3D with RANDOM weights (as this checkpoint was trained); "
@@ -363,7 +464,8 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
     if not quiet:
         print(f"checkpoint {meta['path']} (epoch {meta.get('epoch')}); extractor {fmeta['profile']} "
               f"{'random weights' if random_weights else fmeta.get('weights')}, {fmeta['crops']} crop(s) of "
-              f"{fmeta['crop_size']} from short side {fmeta['short_side']}, device {dev}")
+              f"{fmeta['crop_size']} from short side {fmeta['short_side']}, device {dev}"
+              + (f"; features extracted on Ray into {out / 'features'}" if backend == "ray" else ""))
         for n in notes:
             print(f"note: {n}")
 
@@ -373,13 +475,13 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
         t0 = time.time()
         row: dict[str, Any] = {"video": path.stem, "path": str(path), "status": "ok", "error": None}
         try:
-            feats, info = fx.extract(path)                                  # (clips, crops, 2048)
+            feats, info = load(path)                                        # (clips, crops, 2048)
             fps = float(info.get("fps") or 0.0)
             if fps <= 0:
                 row["warning"] = "unknown frame rate; times assume 25 fps"
                 fps = 25.0
             clip_s = score_windowed(model, feats, dev, window, overlap)     # (clips,)
-            fs = frame_scores(clip_s, int(info["frames"]), fx.meta.get("clip_len", CLIP_LEN))   # (frames,)
+            fs = frame_scores(clip_s, int(info["frames"]), fmeta.get("clip_len", CLIP_LEN))   # (frames,)
             ivs = find_intervals(fs, fps, threshold, min_duration, merge_gap)
             files = output_paths(out, path.stem)
             atomic_write_text(files["scores"], scores_csv(fs, fps))
@@ -457,6 +559,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write review.html: the folder's videos, curves and intervals in a browser (default)")
     p.add_argument("--no-html", dest="html", action="store_false", help="skip review.html")
     p.add_argument("--quiet", action="store_true", help="no progress or table")
+    r = p.add_argument_group('Ray (pip install -e ".[ray]")')
+    r.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: extract features in this process; ray: extract them first on a Ray cluster "
+                        "(as python -m pipeline.extract --backend ray) into OUT/features, reused on rerun, "
+                        "then score here")
+    r.add_argument("--address", default=None,
+                   help="Ray cluster: auto or HOST:PORT (default: start Ray on this machine); OUT and the "
+                        "videos must be on a file system every node sees")
     g = p.add_argument_group("extractor (default: as recorded in the checkpoint; a contradicting value is refused)")
     g.add_argument("--weights", default=None, help="I3D weights file (needed when the recorded path is not on this machine "
                                                    "and the file is not in the torch hub cache; checked by sha256)")
@@ -478,7 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = {k: getattr(a, k) for k in EXTRACTOR_FLAGS}
     try:
         summary = detect(a.videos, a.checkpoint, a.out, a.threshold, a.min_duration, a.merge_gap, a.window,
-                         a.overlap, a.device, a.overwrite, flags, a.batch_size, a.plot, a.quiet, a.html)
+                         a.overlap, a.device, a.overwrite, flags, a.batch_size, a.plot, a.quiet, a.html,
+                         a.backend, a.address)
     except KeyboardInterrupt:
         return interrupted()
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:

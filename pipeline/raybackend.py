@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from pipeline.backends import progress_bar, shard
 from pipeline.featstore import (SETTING_KEYS, SettingsMismatch, append_manifest, finished_videos,
@@ -99,7 +99,8 @@ class ExtractActor:
 def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, Any], *,
             address: Optional[str] = None, actors: Optional[int] = None, retries: int = 3,
             overwrite: bool = False, progress: bool = True, verbose: bool = False,
-            decode_workers: Optional[int] = None) -> Dict[str, int]:
+            decode_workers: Optional[int] = None,
+            check_meta: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, int]:
     """Extract every video of ``inputs`` into ``out_dir`` on a Ray cluster.
 
     address: "auto", "HOST:PORT" or None (start a local Ray on this machine). actors: how many
@@ -107,6 +108,8 @@ def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, A
     decode processes per actor (default: 1 with GPUs, overlapping decode and model; 0 without:
     decode in the actor); each actor asks Ray for 1 + decode_workers CPUs. Returns the counts
     of ``pipeline.backends.run``; raises SettingsMismatch, ValueError, RayUnavailable.
+    check_meta: called with the actors' extractor meta before any video is handed out (e.g.
+    detect's check against the checkpoint's record); what it raises ends the run.
     """
     ray = import_ray()
     out_dir = Path(out_dir).resolve()
@@ -145,6 +148,8 @@ def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, A
             if diff:
                 raise SettingsMismatch(f"Ray actors on {infos[0]['host']} and {i['host']} build different "
                                        f"extractors {diff}: give every node the same --weights file")
+        if check_meta is not None:
+            check_meta(meta)
         log.info("Ray: %d actor(s) on %s (%s)", n, sorted({i["host"] for i in infos}),
                  ", ".join(sorted({i["device"] for i in infos})))
         counts = new_counts(len(uniq))

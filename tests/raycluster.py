@@ -4,6 +4,7 @@ actor with a decode process on each node), kill -9 an actor process in the middl
 rerun (1-CPU actors decoding in-process), and write what happened to a JSON file.
 
     python tests/raycluster.py VIDEOS OUT RESULT.json RAY_TMP
+    python tests/raycluster.py detect VIDEOS CHECKPOINT OUT RESULT.json RAY_TMP   (pipeline.detect)
 """
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ def extract(videos: Path, out: Path, log: Path, address: str, *flags: str) -> su
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
-def main() -> None:
-    videos, out, result, tmp = map(Path, sys.argv[1:5])
+def start_cluster(tmp: Path) -> dict:
+    """A head (2 CPUs) and a worker node (2 CPUs) on 127.0.0.1:PORT; returns the result dict."""
     env = ["--temp-dir", str(tmp), "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     # Ray's token authentication, with a token of this test only (not the user's ~/.ray)
     os.environ["HOME"] = str(tmp / "home")
@@ -46,7 +47,30 @@ def main() -> None:
     sh(RAY, "start", "--head", "--num-cpus", "2", "--include-dashboard=false",
        "--port", str(PORT), *env)
     sh(RAY, "start", "--address", f"127.0.0.1:{PORT}", "--num-cpus", "2", *env)
-    res: dict = {"cluster_s": round(time.time() - t0, 1)}
+    return {"cluster_s": round(time.time() - t0, 1)}
+
+
+def main_detect() -> None:
+    """``detect VIDEOS CHECKPOINT OUT RESULT.json RAY_TMP``: python -m pipeline.detect --backend ray
+    on the cluster, then again with --overwrite and --address auto (the features are reused)."""
+    videos, ckpt, out, result, tmp = map(Path, sys.argv[2:7])
+    res = start_cluster(tmp)
+    for run, address, extra in (("run1", f"127.0.0.1:{PORT}", []), ("run2", "auto", ["--overwrite"])):
+        log = out.parent / f"detect_{run}.log"
+        cmd = [sys.executable, "-m", "pipeline.detect", str(videos), "--checkpoint", str(ckpt),
+               "--out", str(out), "--backend", "ray", "--address", address, "--batch-size", "1",
+               "--device", "cpu", "--quiet", *extra]
+        rc = subprocess.run(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, timeout=400).returncode
+        res[run] = dict(rc=rc, log=log.read_text()[-4000:],
+                        mtimes={p.name: p.stat().st_mtime_ns for p in (out / "features").glob("*.npy")})
+    Path(result).write_text(json.dumps(res))
+
+
+def main() -> None:
+    if sys.argv[1] == "detect":
+        return main_detect()
+    videos, out, result, tmp = map(Path, sys.argv[1:5])
+    res: dict = start_cluster(tmp)
 
     # run 1: two actors of 2 CPUs (one per node), each with a decode process; kill -9 the actor
     # process that is writing a video, once

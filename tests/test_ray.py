@@ -115,3 +115,102 @@ def test_actor_with_decode_worker_equals_local(tmp_path):
         np.testing.assert_allclose(np.load(out / "a.npy"), np.load(tmp_path / "local" / "a.npy"),
                                    rtol=1e-5, atol=1e-5)
         assert read_manifest(out)["a"]["clips"] == 3
+
+
+# ----------------------------------------------------------------------------- detect --backend ray
+
+def test_detect_backend_ray_flag_and_without_ray_says_how_to_install(tmp_path, monkeypatch, capsys):
+    """detect --help lists --backend/--address; without the extra, --backend ray exits 2 with the
+    install command (before the checkpoint or any video is read)."""
+    from pipeline import detect as det
+
+    with pytest.raises(SystemExit):
+        det.main(["--help"])
+    out = capsys.readouterr().out
+    assert "--backend {local,ray}" in out and "--address" in out
+    assert det.build_parser().parse_args(["v.mp4", "--checkpoint", "c"]).backend == "local"
+    rc = det.main([str(tmp_path / "v.mp4"), "--checkpoint", str(tmp_path / "run"), "--address", "auto"])
+    assert rc == 2 and "only used with --backend ray" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)          # import ray -> ImportError
+    rc = det.main([str(tmp_path / "v.mp4"), "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "o"),
+                   "--backend", "ray"])
+    assert rc == 2 and 'pip install -e ".[ray]"' in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def _summary_without_run_details(path: Path) -> dict:
+    """summary.json less what differs between two runs by nature: timings and output paths."""
+    s = json.loads(path.read_text())
+    s.pop("review", None)
+    for v in s["videos"]:
+        v.pop("seconds")
+        v.pop("files", None)
+    return s
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='needs pip install -e ".[ray]"')
+@pytest.mark.skipif(not _namespaces_work(), reason="needs root and unshare (network + pid namespaces)")
+def test_detect_on_ray_cluster_equals_local(tmp_path):
+    """detect --backend ray on a 2-node cluster writes the same scores, intervals and summary as the
+    local backend (a broken video fails in both, the others go on); a rerun reuses the features."""
+    import torch
+    from pipeline import detect as det
+    from pipeline.synthvideo import Event, VideoSpec, write_video
+    from test_detect import FX, RANDOM, RECORD, _train_clip_supervised
+
+    videos = tmp_path / "videos"
+    write_video(VideoSpec("probe", n_frames=117, fps=16, size=64, seed=123, events=[Event("flash", 40, 71)]),
+                videos / "probe.mp4")
+    write_video(VideoSpec("calm", n_frames=90, fps=16, size=64, seed=5), videos / "calm.mp4")
+    (videos / "broken.mp4").write_text("not a video\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # a small checkpoint fitted to these videos' clip labels, recording the extractor it was trained with
+    feats = tmp_path / "train_features"
+    r = subprocess.run([sys.executable, "-m", "pipeline.extract", str(videos / "probe.mp4"), str(videos / "calm.mp4"),
+                        "--out", str(feats), "--workers", "0", "--no-progress", "--device", "cpu", *FX, *RANDOM],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    state = _train_clip_supervised([dict(name="probe", anomalies=[(40, 71)]), dict(name="calm", anomalies=[])],
+                                   feats, steps=60)
+    state["extractor"] = dict(RECORD)
+    # the graph the helper trained (AnomalyGCN's defaults); a checkpoint without these keys loads
+    # with the fallbacks of older checkpoints (pipeline.model.build_model)
+    state["config"].update(similarity="centred", graph_features="fc", proximity="gated")
+    (tmp_path / "run").mkdir()
+    torch.save(state, tmp_path / "run" / "model.pt")
+
+    # local reference, one torch thread as in a 1-CPU Ray actor
+    local = tmp_path / "local"
+    r = subprocess.run([sys.executable, "-m", "pipeline.detect", str(videos), "--checkpoint", str(tmp_path / "run"),
+                        "--out", str(local), "--batch-size", "1", "--device", "cpu", "--quiet"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "broken.mp4" in r.stderr, r.stderr[-2000:]
+
+    out = tmp_path / "ray" / "detections"
+    out.parent.mkdir()
+    result = tmp_path / "result.json"
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        script = (f"ip link set lo up && exec {sys.executable} {ROOT / 'tests' / 'raycluster.py'} detect "
+                  f"{videos} {tmp_path / 'run'} {out} {result} {ray_tmp}")
+        r = subprocess.run(NS + ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert result.exists(), (r.stdout + r.stderr)[-4000:]
+    res = json.loads(result.read_text())
+
+    assert res["run1"]["rc"] == 1 and "broken.mp4" in res["run1"]["log"], res["run1"]["log"]
+    assert sorted(res["run1"]["mtimes"]) == ["calm.npy", "probe.npy"]
+    assert read_manifest(out / "features")["broken"]["status"] == "failed"
+    for stem in ("probe", "calm"):
+        for kind in ("scores.csv", "intervals.csv"):
+            assert (out / f"{stem}.{kind}").read_text() == (local / f"{stem}.{kind}").read_text(), (stem, kind)
+        assert (out / f"{stem}.png").stat().st_size > 1000
+    assert det.read_intervals_csv(out / "probe.intervals.csv"), "no interval: the comparison would be weak"
+    assert _summary_without_run_details(out / "summary.json") == _summary_without_run_details(local / "summary.json")
+    assert (out / "review.html").exists()
+    # rerun (--overwrite, --address auto): the finished features are reused, not extracted again
+    assert res["run2"]["rc"] == 1, res["run2"]["log"]
+    assert res["run2"]["mtimes"] == res["run1"]["mtimes"]
+    assert _summary_without_run_details(out / "summary.json") == _summary_without_run_details(local / "summary.json")
