@@ -101,8 +101,9 @@ def _train_clip_supervised(videos: list[dict], features: Path, steps: int = 100)
         loss = sum(torch.nn.functional.binary_cross_entropy(model(x)["scores"], y) for x, y in data)
         loss.backward()
         opt.step()
-    return {"model": model.state_dict(), "config": {"dropout": 0.0, "adjacency": "learned"},
-            "in_dim": 2048, "epoch": steps, "extractor": None}
+    config = {"dropout": 0.0, "adjacency": "learned", "similarity": model.similarity,
+              "graph_features": model.graph_features, "proximity": model.proximity}   # the graph it was fitted with
+    return {"model": model.state_dict(), "config": config, "in_dim": 2048, "epoch": steps, "extractor": None}
 
 
 @pytest.fixture(scope="module")
