@@ -57,9 +57,26 @@ def run_cli(fn: Callable[[], object], errors: tuple[type[BaseException], ...] = 
     except KeyboardInterrupt:
         return interrupted()
     except errors as e:
+        if caused_by_interrupt(e):
+            return interrupted()
         print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if caused_by_interrupt(e):       # e.g. a clean-up step that failed while Ctrl-C unwound
+            return interrupted()
+        raise
     return 0
+
+
+def caused_by_interrupt(e: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in the exception's cause or context chain."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def bars_enabled(quiet: bool = False, stream=None) -> bool:

@@ -72,3 +72,21 @@ def test_bars_only_on_a_terminal():
             return True
     assert cli.bars_enabled(False, Tty()) and not cli.bars_enabled(True, Tty())
     assert not cli.bars_enabled(False, io.StringIO())
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_is_still_an_interrupt(capsys):
+    from pipeline.cli import EXIT_INTERRUPTED, run_cli
+
+    def job():
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise FileNotFoundError("a temp file already gone")    # a clean-up step failing mid-unwind
+
+    assert run_cli(job) == EXIT_INTERRUPTED
+    assert "interrupted" in capsys.readouterr().err
+
+    def other():
+        raise RuntimeError("a real bug keeps its traceback")
+    with pytest.raises(RuntimeError):
+        run_cli(other)

@@ -302,7 +302,10 @@ def test_ctrl_c_is_one_line_and_exit_130(root, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.train", "--data-root", str(root), "--out",
                              str(tmp_path / "run"), "--epochs", "100000", "--batch-size", "8", "--T", "16",
                              "--feature-dim", "256"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+                            # a job started in the background of a non-interactive shell inherits SIGINT
+                            # ignored, and Python then installs no KeyboardInterrupt handler: restore it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = proc.stdout.readline()
     while line and not line.startswith("epoch 1/"):
         line = proc.stdout.readline()
@@ -310,7 +313,7 @@ def test_ctrl_c_is_one_line_and_exit_130(root, tmp_path):
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=240)                 # generous: CI machines may be busy
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "interrupted" in err
     assert (tmp_path / "run" / "last.pt").exists() and not list((tmp_path / "run").glob(".*.tmp"))
 
