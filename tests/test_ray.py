@@ -34,6 +34,20 @@ def _namespaces_work() -> bool:
     return r.returncode == 0
 
 
+
+def run_cluster_scenario(args: list, result: Path, env: dict) -> dict:
+    """Run tests/raycluster.py with ``args`` inside a loopback-only network namespace (a 2-node Ray
+    cluster it starts and stops) and return the JSON it writes to ``result``."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        script = (f"ip link set lo up && exec {sys.executable} {ROOT / 'tests' / 'raycluster.py'} "
+                  + " ".join(args) + f" {result} {ray_tmp}")
+        r = subprocess.run(NS + ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert result.exists(), (r.stdout + r.stderr)[-4000:]
+    return json.loads(result.read_text())
+
 def test_backend_ray_without_ray_says_how_to_install(tmp_path, monkeypatch, caplog):
     """Without the extra, --backend ray stops with exit code 2 and the install command."""
     make_video(tmp_path / "v" / "a.mp4", 20)
@@ -69,16 +83,7 @@ def test_ray_cluster_equals_local_survives_a_killed_worker_and_resumes(tmp_path)
 
     out = tmp_path / "ray" / "features"
     out.parent.mkdir()
-    result = tmp_path / "result.json"
-    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
-    try:
-        script = (f"ip link set lo up && exec {sys.executable} {ROOT / 'tests' / 'raycluster.py'} "
-                  f"{videos} {out} {result} {ray_tmp}")
-        r = subprocess.run(NS + ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=900)
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert result.exists(), (r.stdout + r.stderr)[-4000:]
-    res = json.loads(result.read_text())
+    res = run_cluster_scenario([str(videos), str(out)], tmp_path / "result.json", env)
 
     # run 1: a worker was killed mid-video, yet every video is correct
     assert res["run1"]["killed"] is not None, res["run1"]["log"]
@@ -189,16 +194,7 @@ def test_detect_on_ray_cluster_equals_local(tmp_path):
 
     out = tmp_path / "ray" / "detections"
     out.parent.mkdir()
-    result = tmp_path / "result.json"
-    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
-    try:
-        script = (f"ip link set lo up && exec {sys.executable} {ROOT / 'tests' / 'raycluster.py'} detect "
-                  f"{videos} {tmp_path / 'run'} {out} {result} {ray_tmp}")
-        r = subprocess.run(NS + ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=900)
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert result.exists(), (r.stdout + r.stderr)[-4000:]
-    res = json.loads(result.read_text())
+    res = run_cluster_scenario(["detect", str(videos), str(tmp_path / "run"), str(out)], tmp_path / "result.json", env)
 
     assert res["run1"]["rc"] == 1 and "broken.mp4" in res["run1"]["log"], res["run1"]["log"]
     assert sorted(res["run1"]["mtimes"]) == ["calm.npy", "probe.npy"]
