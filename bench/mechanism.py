@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline import evaluate as E  # noqa: E402
 from pipeline import train as TR  # noqa: E402
-from pipeline.study import shared_training_set  # noqa: E402
+from pipeline.study import mechanism_summary, shared_training_set  # noqa: E402
 
 LITERAL = TR.PAPER_LITERAL
 CONFIGS = {
@@ -72,8 +72,7 @@ def run(name: str, overrides: dict, seed: int, args) -> dict:
     TR.train(cfg)
     secs = time.time() - t0
     log = [json.loads(l) for l in (run_dir / "log.jsonl").read_text().splitlines() if l.strip()]
-    tail = log[-max(1, len(log) // 3):]
-    mech = {k: float(np.mean([r[k] for r in tail if k in r])) for k in MECH if any(k in r for r in tail)}
+    mech = mechanism_summary(run_dir, MECH)
     res = {"name": name, "seed": seed, "overrides": overrides, "train_seconds": round(secs, 1), "mechanism": mech,
            "per_epoch": [{k: r.get(k) for k in ("epoch", "purity", "pseudo_precision", "topk_precision", "val_auc")}
                          for r in log]}

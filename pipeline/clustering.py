@@ -80,26 +80,30 @@ def kmeans2(x: torch.Tensor, init: torch.Tensor, iters: int = 10,
 
 
 def pseudo_labels(scores: torch.Tensor, cluster_labels: torch.Tensor, rule: str = "cosine") -> torch.Tensor:
-    """Eq. 4: keep the cluster labels y^c of a video, or flip them, whichever agrees better with its scores.
+    """Eq. 4: keep each video's cluster labels y^c, or flip them, whichever agrees better with its scores.
 
-    scores: (T,) in [0, 1]; cluster_labels: (T,) in {0, 1}. ``rule="cosine"`` (the paper):
-    ``S1 = cos(s, y^c)``, ``S2 = cos(s, 1 - y^c)``; returns y^c if S1 > S2 else 1 - y^c, as float (T,).
-    The cosine with an all-zero vector counts as 0. ``cos(s, y) = sum_{y=1} s / (|s| sqrt(n_1))`` favours
-    the larger cluster: a cluster of share p wins against its complement only if its mean score is
-    ``sqrt((1-p)/p)`` times the other's (1.9x at p = 0.22). ``rule="mean"`` (ours): label 1 goes to
-    the cluster of higher mean score, whatever its size.
+    scores: (..., T) in [0, 1]; cluster_labels: (..., T) in {0, 1}; one decision per video (row).
+    ``rule="cosine"`` (the paper): ``S1 = cos(s, y^c)``, ``S2 = cos(s, 1 - y^c)``; y^c if S1 > S2 else
+    1 - y^c. The cosine with an all-zero vector counts as 0. ``cos(s, y) = sum_{y=1} s / (|s| sqrt(n_1))``
+    favours the larger cluster: a cluster of share p wins against its complement only if its mean
+    score is ``sqrt((1-p)/p)`` times the other's (1.9x at p = 0.22). ``rule="mean"`` (ours): label 1
+    goes to the cluster of higher mean score, whatever its size; a video wholly in one cluster is
+    labelled 1 throughout when its mean score is >= 0.5, else 0. Returns float (..., T).
     """
     s = scores.detach().float()
     y = cluster_labels.float()
     if rule == "mean":
-        n1 = y.sum()
-        if n1 == 0 or n1 == y.numel():
-            return y if float(s.mean()) >= 0.5 else 1 - y   # one cluster: label all by the mean score
-        keep = (s * y).sum() / n1 >= (s * (1 - y)).sum() / (y.numel() - n1)
-        return y if keep else 1 - y
-    s1 = F.cosine_similarity(s, y, dim=0, eps=1e-8)
-    s2 = F.cosine_similarity(s, 1 - y, dim=0, eps=1e-8)
-    return y if s1 > s2 else 1 - y
+        n1 = y.sum(-1)                                                     # (...,)
+        n0 = y.shape[-1] - n1
+        m1 = (s * y).sum(-1) / n1.clamp_min(1)
+        m0 = (s * (1 - y)).sum(-1) / n0.clamp_min(1)
+        keep = m1 >= m0
+        single = (n1 == 0) | (n0 == 0)
+        out = torch.where(keep[..., None], y, 1 - y)
+        return torch.where(single[..., None], (s.mean(-1, keepdim=True) >= 0.5).float().expand_as(y), out)
+    s1 = F.cosine_similarity(s, y, dim=-1, eps=1e-8)                      # (...,)
+    s2 = F.cosine_similarity(s, 1 - y, dim=-1, eps=1e-8)
+    return torch.where((s1 > s2)[..., None], y, 1 - y)
 
 
 def random_pseudo_labels(shape, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:

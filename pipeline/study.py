@@ -261,15 +261,15 @@ def evaluate_run(cfg: TR.TrainConfig, run_dir: Path, device: str, test_selection
 MECHANISM = ("purity", "pseudo_precision", "anomaly_rate", "single_cluster")
 
 
-def mechanism_summary(run_dir: Path) -> dict:
+def mechanism_summary(run_dir: Path, keys: tuple = MECHANISM) -> dict:
     """What the clustering found in training (train's log.jsonl, ``pipeline.diagnostics``): each measure
-    averaged over the last third of the epochs; truth-based ones only exist on generated data."""
+    of ``keys`` averaged over the last third of the epochs; truth-based ones only exist on generated data."""
     log_path = run_dir / "log.jsonl"
     if not log_path.exists():
         return {}
     log = [json.loads(l) for l in log_path.read_text().splitlines() if l.strip()]
     tail = log[-max(1, len(log) // 3):]
-    return {k: float(np.mean([r[k] for r in tail if k in r])) for k in MECHANISM if any(k in r for r in tail)}
+    return {k: float(np.mean([r[k] for r in tail if k in r])) for k in keys if any(k in r for r in tail)}
 
 
 def run_one(cfg: TR.TrainConfig, run_dir: Path, device: str, test_selection: bool,

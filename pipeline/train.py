@@ -377,9 +377,9 @@ def guided_boost(scores: torch.Tensor, assign: torch.Tensor, cfg: TrainConfig,
     ``--pseudo-labels ones`` boosts every segment (eq. 5's clamp alone); ``random`` draws labels at the
     rate the clustering gave in this batch, so only the clustering's information differs.
     """
-    pseudo = torch.stack([pseudo_labels(s, a, cfg.pseudo_rule) for s, a in zip(scores, assign)])
     if cfg.pseudo_labels == "ones":
-        return torch.ones_like(pseudo)
+        return torch.ones_like(scores, dtype=torch.float)
+    pseudo = pseudo_labels(scores, assign, cfg.pseudo_rule)                    # (b, T), one decision per video
     if cfg.pseudo_labels == "random":
         return random_pseudo_labels(pseudo.shape, float(pseudo.mean()), generator).to(pseudo)
     return pseudo

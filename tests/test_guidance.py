@@ -298,3 +298,17 @@ def test_gated_proximity_keeps_an_event_from_spilling():
     inside[10:15] = True
     assert a[~inside][:, inside].sum() == 0 and a[inside][:, ~inside].sum() == 0
     assert torch.allclose(a.sum(1), torch.ones(30))
+
+
+def test_pseudo_labels_one_decision_per_video_in_a_batch():
+    # rows decided independently, as if one video at a time; a video wholly in one cluster is labelled
+    # by its mean score (mean rule), whatever that cluster is called
+    s = torch.tensor([[0.6, 0.6, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4],
+                      [0.9, 0.8, 0.7, 0.9, 0.8, 0.7, 0.9, 0.8],
+                      [0.1, 0.2, 0.1, 0.2, 0.1, 0.2, 0.1, 0.2]])
+    y = torch.tensor([[1, 1, 0, 0, 0, 0, 0, 0], [0] * 8, [1] * 8])
+    for rule in ("cosine", "mean"):
+        batch = pseudo_labels(s, y, rule)
+        assert torch.equal(batch[0], pseudo_labels(s[0], y[0], rule))
+    mean = pseudo_labels(s, y, "mean")
+    assert mean[1].tolist() == [1.0] * 8 and mean[2].tolist() == [0.0] * 8
