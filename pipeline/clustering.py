@@ -12,21 +12,49 @@ import torch
 import torch.nn.functional as F
 
 CROSS_BATCH_WAYS = ("none", "1", "2", "3", "4")
-PSEUDO_RULES = ("cosine", "mean")
+PSEUDO_RULES = ("cosine", "mean", "minority")
 PSEUDO_LABELS = ("cluster", "ones", "random")
 
 
-def clustering_input(h: torch.Tensor, center: bool = True) -> torch.Tensor:
+def normal_subspace(h_normal: torch.Tensor, dims: int) -> torch.Tensor:
+    """The ``dims`` leading principal directions of the normal videos' segments -> (D', dims), detached.
+
+    h_normal: (b, T, D') activations of the batch's normal videos, each video's mean already removed,
+    so the directions are those along which segments vary *inside* normal videos (scene dynamics,
+    camera, unusual-but-normal events). Eigenvectors of the uncentred scatter matrix, in float64;
+    their sign does not matter (only the projector V V^T is used).
+    """
+    pts = h_normal.detach().reshape(-1, h_normal.shape[-1]).double()   # (b * T, D')
+    _, vecs = torch.linalg.eigh(pts.T @ pts)                            # ascending eigenvalues
+    return vecs[:, -dims:].to(h_normal.dtype)                           # (D', dims)
+
+
+def remove_subspace(h: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """``h - (h V) V^T``: h (..., D') without its components along the orthonormal columns of V (D', r)."""
+    return h - (h @ basis) @ basis.T
+
+
+def clustering_input(h: torch.Tensor, center: bool = True, normal_dims: int = 0, n_normal: int = 0) -> torch.Tensor:
     """What batch k-means clusters: a layer's activations (B, T, D') -> L2-normalised (B, T, D').
 
     ``h`` is taken *before* dropout (a dropout-masked copy scatters the points so much that K=2
     k-means finds nothing). With ``center`` each video's mean over its T segments is removed first
     (our choice, ``--cluster-center video``): without it, segments of one video sit together and K=2
     k-means splits the batch by video or scene, which says nothing about anomalies (README, "How
-    the paper's equations act here"). Gradients flow through both operations.
+    the paper's equations act here"). With ``normal_dims`` > 0 (ours, ``--normal-subspace``) the
+    ``normal_dims`` leading directions of variation inside the batch's first ``n_normal`` (normal)
+    videos are then removed from every segment (:func:`normal_subspace`): what varies inside normal
+    videos is not what makes an anomaly, and left in, it is what K=2 k-means splits on. At most half
+    the layer's width and half the rank of the normal segments' scatter (``n_normal * (T - 1) / 2``)
+    are removed, so a narrow layer or a small batch keeps something of every segment. Gradients flow through all three operations (the basis
+    itself is held fixed).
     """
     if center:
         h = h - h.mean(dim=1, keepdim=True)                           # (B, T, D')
+    if normal_dims > 0:
+        dims = min(normal_dims, h.shape[-1] // 2, n_normal * (h.shape[1] - 1) // 2)   # see above
+        if dims > 0:
+            h = remove_subspace(h, normal_subspace(h[:n_normal], dims))
     return F.normalize(h, dim=-1, eps=1e-8)
 
 
@@ -88,10 +116,15 @@ def pseudo_labels(scores: torch.Tensor, cluster_labels: torch.Tensor, rule: str 
     favours the larger cluster: a cluster of share p wins against its complement only if its mean
     score is ``sqrt((1-p)/p)`` times the other's (1.9x at p = 0.22). ``rule="mean"`` (ours): label 1
     goes to the cluster of higher mean score, whatever its size; a video wholly in one cluster is
-    labelled 1 throughout when its mean score is >= 0.5, else 0. Returns float (..., T).
+    labelled 1 throughout when its mean score is >= 0.5, else 0. ``rule="minority"`` (ours): the
+    scores are not used; label 1 goes to the smaller of the two clusters of the whole batch (all rows
+    together; ties to cluster 1), on the prior that anomalies fill the lesser part of abnormal videos
+    (the prior of eq. 2's k = T/8 + 1). Returns float (..., T).
     """
     s = scores.detach().float()
     y = cluster_labels.float()
+    if rule == "minority":
+        return minority_pseudo_labels(cluster_labels)
     if rule == "mean":
         n1 = y.sum(-1)                                                     # (...,)
         n0 = y.shape[-1] - n1
@@ -104,6 +137,16 @@ def pseudo_labels(scores: torch.Tensor, cluster_labels: torch.Tensor, rule: str 
     s1 = F.cosine_similarity(s, y, dim=-1, eps=1e-8)                      # (...,)
     s2 = F.cosine_similarity(s, 1 - y, dim=-1, eps=1e-8)
     return torch.where((s1 > s2)[..., None], y, 1 - y)
+
+
+def minority_pseudo_labels(cluster_labels: torch.Tensor) -> torch.Tensor:
+    """1 for the segments of the batch's smaller cluster: cluster_labels (..., T) in {0, 1} -> float (..., T).
+
+    One decision for the whole batch, because batch k-means gives cluster ids that mean the same thing in
+    every video. Ties (exactly half the segments in each) go to cluster 1.
+    """
+    y = cluster_labels.float()
+    return y if float(y.mean()) <= 0.5 else 1 - y
 
 
 def random_pseudo_labels(shape, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:

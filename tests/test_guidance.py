@@ -9,7 +9,8 @@ import torch
 
 from pipeline import diagnostics as DG
 from pipeline import train as TR
-from pipeline.clustering import (CrossBatchMemory, clustering_input, kmeans2, pseudo_labels,
+from pipeline.clustering import (CrossBatchMemory, clustering_input, kmeans2, minority_pseudo_labels,
+                                 normal_subspace, pseudo_labels, remove_subspace,
                                  random_pseudo_labels)
 from pipeline.losses import batch_clustering_loss
 from pipeline.metrics import ScoredVideo, frame_report
@@ -210,7 +211,7 @@ def test_cluster_layer_is_what_gets_clustered(monkeypatch, layer):
     x, y, n = _batch()
     seen = []
     real = TR.clustering_input
-    monkeypatch.setattr(TR, "clustering_input", lambda h, c: seen.append(h.detach().clone()) or real(h, c))
+    monkeypatch.setattr(TR, "clustering_input", lambda h, *a: seen.append(h.detach().clone()) or real(h, *a))
     model, _, _ = _step(_cfg(cluster_layer=layer), x, y, n)
     with torch.no_grad():
         ref = model.train()(x)[layer]
@@ -312,3 +313,61 @@ def test_pseudo_labels_one_decision_per_video_in_a_batch():
         assert torch.equal(batch[0], pseudo_labels(s[0], y[0], rule))
     mean = pseudo_labels(s, y, "mean")
     assert mean[1].tolist() == [1.0] * 8 and mean[2].tolist() == [0.0] * 8
+
+
+def test_normal_subspace_and_its_removal_by_hand():
+    # normal segments vary along x (+-2) and a little along y (+-1): the leading direction is x
+    hn = torch.tensor([[[2.0, 0, 0], [-2.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0]]])     # (1, 4, 3)
+    v = normal_subspace(hn, 1)
+    assert v.shape == (3, 1) and torch.allclose(v.abs().flatten(), torch.tensor([1.0, 0, 0]))
+    assert torch.allclose(remove_subspace(torch.tensor([3.0, 4.0, 5.0]), v), torch.tensor([0.0, 4.0, 5.0]))
+    v2 = normal_subspace(hn, 2)                                            # x and y: only z is left
+    assert torch.allclose(remove_subspace(torch.tensor([3.0, 4.0, 5.0]), v2), torch.tensor([0.0, 0.0, 5.0]), atol=1e-6)
+
+
+def test_clustering_input_without_the_normal_videos_variation_finds_the_anomaly():
+    # normal video: segments alternate +-1 along x. Abnormal video: the same, plus z = 1 in its last two
+    # segments (the anomaly). Centred, the abnormal segments are (+-1, 0, -+.5); without x they are
+    # (0, 0, -.5), (0, 0, -.5), (0, 0, .5), (0, 0, .5) -> normalised (0, 0, -1) twice, (0, 0, 1) twice.
+    h = torch.tensor([[[1.0, 0, 0], [-1.0, 0, 0], [1.0, 0, 0], [-1.0, 0, 0]],
+                      [[1.0, 0, 0], [-1.0, 0, 0], [1.0, 0, 1.0], [-1.0, 0, 1.0]]])   # (2, 4, 3)
+    z = clustering_input(h, center=True, normal_dims=1, n_normal=1)
+    assert torch.allclose(z[1], torch.tensor([[0.0, 0, -1], [0, 0, -1], [0, 0, 1], [0, 0, 1]]), atol=1e-6)
+    # with x left in, the x split (+-1) is larger than the anomaly's (+-.5): k-means would split on it
+    z_plain = clustering_input(h, center=True)
+    assert z_plain[1, 0, 0] == pytest.approx(1 / math.sqrt(1.25))
+    # one normal video of 4 segments has a scatter of rank <= 3: at most 1 direction (half) is removed
+    assert torch.allclose(clustering_input(h, True, normal_dims=3, n_normal=1), z)
+    # and of a 3-wide layer at most 1 direction (half) is removed
+    h2 = torch.cat([h, h], dim=1)                                          # 8 segments: rank bound 3 -> 3
+    assert torch.allclose(clustering_input(h2, True, normal_dims=3, n_normal=1),
+                          clustering_input(h2, True, normal_dims=1, n_normal=1))
+    assign, _ = kmeans2(z[1], z[1, [0, 2]])
+    assert assign.tolist() in ([0, 0, 1, 1], [1, 1, 0, 0])
+
+
+def test_minority_rule_by_hand():
+    y = torch.tensor([[0, 1, 1, 1], [1, 1, 0, 1]])                        # 2 of 8 in cluster 0: it is the anomaly
+    assert minority_pseudo_labels(y).tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]
+    assert minority_pseudo_labels(1 - y).tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]   # names don't matter
+    tie = torch.tensor([[0, 1], [1, 0]])
+    assert minority_pseudo_labels(tie).tolist() == [[0, 1], [1, 0]]        # a tie goes to cluster 1
+    # one decision for the batch: the second video lies wholly in the larger cluster -> no label 1
+    assert minority_pseudo_labels(torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]])).tolist() == [[1, 0, 0, 0], [0, 0, 0, 0]]
+    # the scores are not used
+    s = torch.rand(2, 4)
+    assert torch.equal(pseudo_labels(s, y, "minority"), minority_pseudo_labels(y))
+
+
+def test_normal_subspace_option_is_wired_and_checked():
+    x, y, n = _batch()
+    base = _cfg(cluster_layer="fc")
+    _, _, parts = _step(base, x, y, n)
+    _, _, p_sub = _step(replace(base, normal_subspace=4), x, y, n)
+    assert p_sub["d_abnormal"] != pytest.approx(parts["d_abnormal"])      # other points are clustered
+    _, _, p_min = _step(replace(base, pseudo_rule="minority"), x, y, n)
+    assert p_min["boosted"] <= 0.5                                          # the smaller cluster is boosted
+    with pytest.raises(ValueError, match="--normal-subspace must be >= 0"):
+        TR.TrainConfig(normal_subspace=-1).resolved()
+    cfg = TR.config_from_args(TR.build_parser().parse_args(["--paper-literal", "--normal-subspace", "8"]))
+    assert cfg.normal_subspace == 0

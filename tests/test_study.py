@@ -154,9 +154,9 @@ def test_cells_share_runs_across_tables(data_root):
     base = TR.TrainConfig(data_root=str(data_root), epochs=2).resolved()
     fp = S.data_fingerprint(data_root, "ucf")
     jobs = S.plan_jobs(cells, {t: [0] for t in S.TABLES}, base, fp)
-    assert len(jobs) == 16                             # GCN-1 = +L_bc, way1 = +CBL, alpha 1.3 = +BCG
+    assert len(jobs) == 16                             # FC (the default layer) = +L_bc, way1 = +CBL, alpha 1.3 = +BCG
     shared = {tuple(sorted(c.id for c in j.cells)) for j in jobs if len(j.cells) > 1}
-    assert shared == {("t2-bc", "t3-gcn1"), ("t2-cbl", "t4-way1"), ("fig2-1.3", "t2-bcg")}
+    assert shared == {("t2-bc", "t3-fc"), ("t2-cbl", "t4-way1"), ("fig2-1.3", "t2-bcg")}
     two = S.plan_jobs(cells, {"2": [0, 1], "3": [0], "4": [0], "fig2": [0]}, base, fp)
     assert len(two) == 22                               # Table 2's second seed adds 6 runs
 

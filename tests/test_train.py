@@ -44,7 +44,7 @@ def test_cli_writes_a_run(root, tmp_path):
     assert [r["epoch"] for r in log] == [1, 2]
     assert all(np.isfinite(r[k]) for r in log for k in ("loss", "kmax", "bc", "d_normal", "d_abnormal"))
     ckpt = load(tmp_path / "run" / "model.pt")
-    assert ckpt["epoch"] == 2 and ckpt["in_dim"] == 256 and ckpt["config"]["cluster_layer"] == "gcn1"
+    assert ckpt["epoch"] == 2 and ckpt["in_dim"] == 256 and ckpt["config"]["cluster_layer"] == "fc"
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["T"] == 16 and cfg["n_train"] == 12 and cfg["cross_batch"] == "1"
 
