@@ -139,12 +139,19 @@ def _intervals(rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
 
 
 def _video(rng: np.random.Generator, w: _World, n: int, crops: int, cls_idx: int | None,
-           signal: float) -> tuple[np.ndarray, dict]:
-    """One video's features ``(n, D)`` or ``(n, crops, D)`` float32 and its truth."""
+           signal: float, private_motion: float = 0.0) -> tuple[np.ndarray, dict]:
+    """One video's features ``(n, D)`` or ``(n, crops, D)`` float32 and its truth.
+
+    ``private_motion`` in [0, 1]: the share of the smooth temporal variation's variance that runs along
+    this video's own random directions instead of the dataset's shared ones (0: all shared).
+    """
     D = w.dim
     scene = int(rng.integers(N_SCENES))
     off = 0.04 * (rng.standard_normal(8).astype(np.float32) / math.sqrt(8)) @ w.offset_dirs  # (D,)
-    x = w.scenes[scene] + off + 0.08 * (_ar1(rng, n, 8) / math.sqrt(8)) @ w.ar_dirs  # (n, D)
+    dirs = w.ar_dirs                                                                          # (8, D)
+    if private_motion > 0:
+        dirs = math.sqrt(1 - private_motion) * dirs + math.sqrt(private_motion) * _directions(rng, 8, D)
+    x = w.scenes[scene] + off + 0.08 * (_ar1(rng, n, 8) / math.sqrt(8)) @ dirs  # (n, D)
     x += 0.05 * rng.standard_normal((n, D), dtype=np.float32)
     distractor = np.zeros(n, np.uint8)
     for _ in range(rng.poisson(0.8)):
@@ -282,13 +289,16 @@ def _finalize(tmp: Path, out: Path) -> None:
 def make_dataset(out, dataset: str = "ucf", n_train_normal: int = 40, n_train_abnormal: int = 40,
                  n_test_normal: int = 20, n_test_abnormal: int = 20, min_clips: int = 20,
                  max_clips: int = 120, crops: int = 1, dim: int = 2048, dtype: str = "float32",
-                 signal: float = 1.0, seed: int = 0, lengths: str = "uniform",
+                 signal: float = 1.0, seed: int = 0, lengths: str = "uniform", private_motion: float = 0.0,
                  overwrite: bool = False, progress: bool | None = None) -> dict:
     """Write a synthetic feature dataset in ``dataset``'s real format into ``out``.
 
     ``lengths``: 'uniform' draws clip counts uniformly in [min_clips, max_clips]; 'ucf' draws them
     like UCF-Crime's real lengths (frame counts from ekosman's Train/Test_Annotation.txt under
     ``../shared`` when present, else a lognormal around 250 clips), clipped to [min_clips, max_clips].
+    ``private_motion``: share of each video's smooth temporal variation that runs along directions
+    of its own rather than the dataset's shared ones (0, the default, keeps every earlier set as it
+    was; 1 is closer to real features, whose dominant within-video variation differs between videos).
     ``progress``: tqdm bar (default: on for more than 200 videos). Returns a summary dict
     (counts, clips, paths), also saved as ``out/synth.json``.
     """
@@ -299,6 +309,8 @@ def make_dataset(out, dataset: str = "ucf", n_train_normal: int = 40, n_train_ab
         raise ValueError(f"need 1 <= min_clips <= max_clips, got {min_clips}, {max_clips}")
     if crops < 1 or dim < 1:
         raise ValueError(f"crops and dim must be >= 1, got {crops}, {dim}")
+    if not 0.0 <= private_motion <= 1.0:
+        raise ValueError(f"private_motion must be in [0, 1], got {private_motion}")
     np_dtype = np.dtype(dtype)
     if np_dtype.kind != "f":
         raise ValueError(f"dtype must be a float type, got {dtype}")
@@ -342,7 +354,7 @@ def make_dataset(out, dataset: str = "ucf", n_train_normal: int = 40, n_train_ab
             bar = None
         files = []
         for v in vids:
-            x, truth = _video(rng, world, v["clips"], crops, v["k"], signal)
+            x, truth = _video(rng, world, v["clips"], crops, v["k"], signal, private_motion)
             v.update(truth)
             if dataset == "xd":  # one (clips, D) file per crop
                 xs = x if x.ndim == 3 else x[:, None, :]
@@ -364,7 +376,7 @@ def make_dataset(out, dataset: str = "ucf", n_train_normal: int = 40, n_train_ab
         paths = _write_lists(tmp, dataset, vids)
         _save_truth(tmp / "synth_truth.npz", vids)
         summary = dict(
-            dataset=dataset, out=str(out), seed=seed, signal=signal, dim=dim, crops=crops,
+            dataset=dataset, out=str(out), seed=seed, signal=signal, private_motion=private_motion, dim=dim, crops=crops,
             dtype=np_dtype.name, lengths=lengths, lengths_source=lengths_src, counts=counts,
             clips={s: int(sum(v["clips"] for v in vids if v["split"] == s)) for s in ("train", "test")},
             n_files=len(files),
@@ -479,13 +491,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lengths", choices=("uniform", "ucf"), help=f"clip-count distribution ({dflt('lengths')})")
     p.add_argument("--dtype", choices=("float16", "float32", "float64"), help=f"stored dtype ({dflt('dtype')})")
     p.add_argument("--signal", type=float, help=f"anomaly strength, 0 = chance, 3 = easy ({dflt('signal')})")
+    p.add_argument("--private-motion", type=float,
+                   help="share of each video's smooth variation along its own directions instead of shared "
+                        "ones, in [0, 1] (default 0; real features are closer to 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     a = p.parse_args(argv)
     kw = dict(PRESETS[a.preset]) if a.preset else {}
     for k in ("n_train_normal", "n_train_abnormal", "n_test_normal", "n_test_abnormal", "min_clips",
-              "max_clips", "crops", "dim", "lengths", "dtype", "signal"):
+              "max_clips", "crops", "dim", "lengths", "dtype", "signal", "private_motion"):
         if getattr(a, k) is not None:
             kw[k] = getattr(a, k)
     try:

@@ -53,7 +53,7 @@ CLUSTER_CENTERS = ("video", "none")
 #: --paper-literal: the paper's (and HL-Net's) literal forms where ours differ (README, "How the
 #: paper's equations act here").
 PAPER_LITERAL = dict(similarity="hlnet", graph_features="input", proximity="plain", cluster_center="none",
-                     pseudo_rule="cosine", normal_subspace=0, cluster_layer="gcn1")
+                     pseudo_rule="cosine", normal_subspace=0, cluster_layer="gcn1", bcg_gate=0.0)
 
 
 @dataclass
@@ -80,6 +80,7 @@ class TrainConfig:
     cross_batch: str = "1"             # paper: way 1 (Table 4); "none" for no memory
     bc: bool = True                    # batch clustering loss (Table 2)
     bcg: bool = True                   # clustering-guided scores (Table 2)
+    bcg_gate: float = 1.5              # (ours) eq. 5 only in batches with d_abnormal >= bcg_gate * d_normal
     kmeans_iters: int = 10             # (ours)
     adjacency: str = "learned"         # (ours) how the two graphs combine, see model.py
     similarity: str = "centred"        # (ours) similarity graph: "centred" (masked, video mean removed) or
@@ -114,6 +115,7 @@ class TrainConfig:
                                ("dropout", 0 <= c.dropout < 1, "in [0, 1)"),
                                ("lambda1", 0 <= c.lambda1 < math.inf, ">= 0"),
                                ("mu", 0 < c.mu < math.inf, "a positive number"),
+                               ("bcg_gate", 0 <= c.bcg_gate < math.inf, ">= 0 (0: always boost)"),
                                ("alpha", 0 < c.alpha < math.inf, "a positive number (the paper uses 1.0-1.5)"),
                                ("kmeans_iters", c.kmeans_iters >= 1, "at least 1")):
             if not ok:
@@ -389,6 +391,17 @@ def guided_boost(scores: torch.Tensor, assign: torch.Tensor, cfg: TrainConfig,
     return pseudo
 
 
+def clusters_found_anomalies(d_normal: torch.Tensor, d_abnormal: torch.Tensor, gate: float) -> bool:
+    """``--bcg-gate``: eq. 5 acts on a batch only when ``d_abnormal >= gate * d_normal``.
+
+    The distances are those of eq. 1 between the two k-means centres of the batch's abnormal and of
+    its normal videos' segments (same space, same normalisation). A split of the abnormal videos no
+    wider than the normal videos' own says the clusters hold nothing the normal videos lack, and
+    their pseudo-labels would be guesses. gate = 0 always boosts (the paper).
+    """
+    return gate <= 0 or float(d_abnormal) >= gate * float(d_normal)
+
+
 def training_step(model, x, y, n_normal: int, memories: dict, cfg: TrainConfig,
                   generator: torch.Generator, truth: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Forward one balanced batch and return the total loss (eq. 3) and its parts for the log.
@@ -411,9 +424,10 @@ def training_step(model, x, y, n_normal: int, memories: dict, cfg: TrainConfig,
         pseudo = None
         if cfg.bcg:
             pseudo = guided_boost(out["scores"][n_normal:], cl["assign_abnormal"], cfg, generator)   # (b, T)
+            guided = clusters_found_anomalies(cl["d_normal"], cl["d_abnormal"], cfg.bcg_gate)
             boost = torch.zeros_like(out["scores"], dtype=torch.bool)       # (B, T): eq. 5's condition
-            boost[n_normal:] = pseudo > 0.5
-            parts["boosted"] = pseudo.mean().item()
+            boost[n_normal:] = (pseudo > 0.5) & guided
+            parts.update(boosted=pseudo.mean().item() if guided else 0.0, guided=float(guided))
         if truth is not None:
             parts.update(DG.mechanism_metrics(cl["assign_abnormal"], pseudo, out["scores"][n_normal:].detach(),
                                               truth[n_normal:]))
@@ -679,6 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross-batch learning way (Table 4); none = random k-means starts")
     p.add_argument("--no-bc", dest="bc", action="store_false", help="drop the batch clustering loss (Table 2)")
     p.add_argument("--no-bcg", dest="bcg", action="store_false", help="drop the clustering-guided scores (Table 2)")
+    p.add_argument("--bcg-gate", type=float, default=d.bcg_gate, metavar="R",
+                   help="apply eq. 5 to a batch only when its abnormal videos' two clusters lie at least R times "
+                        "as far apart as its normal videos' (eq. 1's distances); 0 = always (the paper)")
     p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters, help="Lloyd iterations of each batch's k-means")
     p.add_argument("--adjacency", default=d.adjacency, choices=ADJACENCIES, help="how the two graphs combine")
     p.add_argument("--similarity", default=d.similarity, choices=SIMILARITIES,
@@ -706,7 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the clamp alone), 'random' (random labels at the clustering's positive rate)")
     p.add_argument("--paper-literal", action="store_true",
                    help="the paper's literal forms where ours differ: --similarity hlnet --graph-features input --proximity plain "
-                        "--cluster-center none --pseudo-rule cosine --normal-subspace 0 --cluster-layer gcn1 (overrides those flags)")
+                        "--cluster-center none --pseudo-rule cosine --normal-subspace 0 --cluster-layer gcn1 --bcg-gate 0 (overrides those flags)")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=d.standardize,
                    help="z-score each feature dimension with the training videos' statistics (stored in the "
                         "model, so evaluate and detect apply them); without it raw I3D-like features train "

@@ -273,6 +273,7 @@ def test_paper_literal_flag_sets_the_literal_forms():
     cfg = TR.config_from_args(args)
     assert (cfg.similarity, cfg.graph_features, cfg.cluster_center, cfg.pseudo_rule) == \
         ("hlnet", "input", "none", "cosine")
+    assert (cfg.proximity, cfg.normal_subspace, cfg.cluster_layer, cfg.bcg_gate) == ("plain", 0, "gcn1", 0.0)
     cfg = TR.config_from_args(TR.build_parser().parse_args([]))
     assert (cfg.similarity, cfg.cluster_center) == ("centred", "video")
 
@@ -371,3 +372,23 @@ def test_normal_subspace_option_is_wired_and_checked():
         TR.TrainConfig(normal_subspace=-1).resolved()
     cfg = TR.config_from_args(TR.build_parser().parse_args(["--paper-literal", "--normal-subspace", "8"]))
     assert cfg.normal_subspace == 0
+
+
+def test_bcg_gate_by_hand():
+    d_n = torch.tensor(0.2)
+    assert TR.clusters_found_anomalies(d_n, torch.tensor(0.39), 2.0) is False   # 0.39 < 2 x 0.2
+    assert TR.clusters_found_anomalies(d_n, torch.tensor(0.40), 2.0) is True
+    assert TR.clusters_found_anomalies(d_n, torch.tensor(0.01), 0.0) is True    # 0: the paper, always
+
+
+def test_bcg_gate_switches_eq5_off_for_the_batch():
+    x, y, n = _batch()
+    base = _cfg(alpha=1.3)
+    _, _, p_on = _step(base, x, y, n)
+    _, _, p_off = _step(replace(base, bcg_gate=1e9), x, y, n)             # never wide enough
+    _, _, p_nobcg = _step(replace(base, bcg=False), x, y, n)
+    assert p_on["guided"] == 1.0 and p_off["guided"] == 0.0 and p_off["boosted"] == 0.0
+    assert p_off["kmax"] == pytest.approx(p_nobcg["kmax"]) and p_on["kmax"] != pytest.approx(p_off["kmax"])
+    assert "pseudo_precision" not in p_off                                 # no truth given: nothing measured
+    with pytest.raises(ValueError, match="--bcg-gate"):
+        TR.TrainConfig(bcg_gate=-1).resolved()
