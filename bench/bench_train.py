@@ -7,7 +7,8 @@
 
 Training: 1610 videos (800 normal, 810 abnormal) already resampled to T=150 segments of 2048-d
 float16 features, one crop (the in-memory store of pipeline.train), batch 64 (32 + 32), one
-epoch = 26 batches, the default configuration (GCN-1 clustering, cross-batch way 1, BCG).
+epoch = 26 batches, the default configuration (TrainConfig: FC clustering with the normal subspace
+removed, cross-batch way 1, gated BCG).
 Evaluation: 290 videos whose clip counts are UCF-Crime's real test lengths (frames/16 from
 ../shared/data/ucf_crime/Test_Annotation.txt when present, else a fixed-seed lognormal),
 1 crop, scored at full length as pipeline.evaluate does (feature loading excluded).

@@ -16,16 +16,24 @@ PSEUDO_RULES = ("cosine", "mean", "minority")
 PSEUDO_LABELS = ("cluster", "ones", "random")
 
 
+SUBSPACE_POINTS = 2048   # normal segments that estimate the normal subspace (every k-th one beyond this)
+
+
 def normal_subspace(h_normal: torch.Tensor, dims: int) -> torch.Tensor:
     """The ``dims`` leading principal directions of the normal videos' segments -> (D', dims), detached.
 
     h_normal: (b, T, D') activations of the batch's normal videos, each video's mean already removed,
     so the directions are those along which segments vary *inside* normal videos (scene dynamics,
-    camera, unusual-but-normal events). Eigenvectors of the uncentred scatter matrix, in float64;
-    their sign does not matter (only the projector V V^T is used).
+    camera, unusual-but-normal events). Eigenvectors of the uncentred scatter matrix: the product in
+    the activations' dtype (in float64 it cost twice as much), the eigendecomposition in float64
+    (float32's failed to converge on ReLU activations with many zero directions). Their sign does
+    not matter (only the projector V V^T is used). Beyond ``SUBSPACE_POINTS`` segments (32 normal
+    videos at T = 150 give 4800) every k-th one is used: the leading directions need no more, and
+    the product is the step's main cost.
     """
-    pts = h_normal.detach().reshape(-1, h_normal.shape[-1]).double()   # (b * T, D')
-    _, vecs = torch.linalg.eigh(pts.T @ pts)                            # ascending eigenvalues
+    pts = h_normal.detach().reshape(-1, h_normal.shape[-1])             # (b * T, D')
+    pts = pts[:: max(1, -(-pts.shape[0] // SUBSPACE_POINTS))]           # every k-th segment, <= SUBSPACE_POINTS
+    _, vecs = torch.linalg.eigh((pts.T @ pts).double())                 # ascending eigenvalues
     return vecs[:, -dims:].to(h_normal.dtype)                           # (D', dims)
 
 
@@ -83,6 +91,17 @@ def cluster_means(pts: torch.Tensor, assign: torch.Tensor, fallback: torch.Tenso
     return torch.where(counts > 0, means, fallback.detach().to(pts.dtype))
 
 
+def nearest_centre(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Index of the nearer of two centres: x (N, D), c (2, D) -> (N,) long, ties to 0.
+
+    ``||x - c0||^2 <= ||x - c1||^2`` iff ``x . (c0 - c1) >= (||c0||^2 - ||c1||^2) / 2``: one
+    matrix-vector product instead of all pairwise distances (14x faster than ``cdist`` at UCF scale).
+    """
+    w = c[0] - c[1]                                                      # (D,)
+    b = 0.5 * (c[0].pow(2).sum() - c[1].pow(2).sum())
+    return (x @ w < b).long()
+
+
 def kmeans2(x: torch.Tensor, init: torch.Tensor, iters: int = 10,
             extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """K-means with K=2 (Lloyd's algorithm).
@@ -98,11 +117,11 @@ def kmeans2(x: torch.Tensor, init: torch.Tensor, iters: int = 10,
         c = init.detach().to(pts.dtype).clone()                          # (2, D)
         data = pts.detach()
         for _ in range(iters):
-            new = cluster_means(data, torch.cdist(data, c).argmin(dim=1), c)
+            new = cluster_means(data, nearest_centre(data, c), c)
             if torch.allclose(new, c):
                 break
             c = new
-        assign_all = torch.cdist(data, c).argmin(dim=1)                  # (N + M,)
+        assign_all = nearest_centre(data, c)                             # (N + M,)
     centres = cluster_means(pts, assign_all, c)                          # (2, D), live: gradients reach x
     return assign_all[: x.shape[0]], centres                             # (N,), (2, D)
 

@@ -392,3 +392,13 @@ def test_bcg_gate_switches_eq5_off_for_the_batch():
     assert "pseudo_precision" not in p_off                                 # no truth given: nothing measured
     with pytest.raises(ValueError, match="--bcg-gate"):
         TR.TrainConfig(bcg_gate=-1).resolved()
+
+
+def test_nearest_centre_by_hand_and_against_distances():
+    from pipeline.clustering import nearest_centre
+    c = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    x = torch.tensor([[0.9, 5.0], [1.1, -3.0], [1.0, 7.0]])               # left of, right of, on the bisector x = 1
+    assert nearest_centre(x, c).tolist() == [0, 1, 0]                       # a tie goes to centre 0
+    g = torch.Generator().manual_seed(0)
+    pts, cc = torch.randn(500, 16, generator=g), torch.randn(2, 16, generator=g)
+    assert torch.equal(nearest_centre(pts, cc), torch.cdist(pts, cc).argmin(dim=1))
