@@ -25,6 +25,15 @@ from pipeline import train as TR  # noqa: E402
 from pipeline.clustering import clustering_input, kmeans2, pseudo_labels, random_init  # noqa: E402
 
 
+def cluster_abnormal(h: torch.Tensor, n_normal: int, dims: int, seed: int, iters: int = 10) -> torch.Tensor:
+    """Cluster the abnormal videos' segments as training does: h (B, T, D') with the n_normal normal videos
+    first -> K=2 assignments (B - n_normal, T) from a seeded random start."""
+    z = clustering_input(h, True, dims, n_normal)[n_normal:]              # (b, T, D')
+    pts = z.reshape(-1, z.shape[-1])
+    assign, _ = kmeans2(pts, random_init(pts, torch.Generator().manual_seed(seed)), iters)
+    return assign.reshape(z.shape[:2])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", required=True)
@@ -60,10 +69,7 @@ def main() -> None:
                   "gcn1": out["gcn1"]}
         for layer, h in inputs.items():
             for r in (int(v) for v in args.subspaces.split(",")):
-                z = clustering_input(h, True, r, n)[n:]                      # (b, T, D')
-                pts = z.reshape(-1, z.shape[-1])
-                assign, _ = kmeans2(pts, random_init(pts, torch.Generator().manual_seed(b)), cfg.kmeans_iters)
-                assign = assign.reshape(tr.shape)
+                assign = cluster_abnormal(h, n, r, b, cfg.kmeans_iters)      # (b, T)
                 key = (layer, min(r, h.shape[-1] // 2))
                 rows.setdefault(key, []).append((
                     DG.cluster_purity(assign, tr),

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+from kmeans_at_init import cluster_abnormal  # noqa: E402
 from pipeline import diagnostics as DG  # noqa: E402
-from pipeline.clustering import clustering_input, kmeans2, minority_pseudo_labels, random_init  # noqa: E402
+from pipeline.clustering import minority_pseudo_labels  # noqa: E402
 from pipeline.model import AnomalyGCN  # noqa: E402
 
 SEGMENTS = 32
@@ -38,13 +39,12 @@ def load(realdata: Path):
     feats, truth = [], []
     for r in rows:
         x = np.loadtxt(realdata / r["file"], dtype=np.float32).reshape(SEGMENTS, -1)
-        n = int(r["n_frames"])
-        frame = np.zeros(n, dtype=np.uint8)
+        frame = np.zeros(int(r["n_frames"]), dtype=np.uint8)
         for span in filter(None, r["anomaly_frames"].split(";")):
             a, b = (int(v) for v in span.split("-"))
             frame[a - 1:b] = 1
-        edges = np.linspace(0, n, SEGMENTS + 1).astype(int)
-        truth.append([frame[edges[i]:max(edges[i + 1], edges[i] + 1)].mean() > 0.5 for i in range(SEGMENTS)])
+        clips = frame[: len(frame) // 16 * 16].reshape(-1, 16).mean(1) >= 0.5    # 16-frame clips
+        truth.append(DG.segment_truth(clips, SEGMENTS))          # Sultani's 32 segments split the clips evenly
         feats.append(x)
     n_normal = sum(r["label"] == "0" for r in rows)
     return torch.from_numpy(np.stack(feats)), torch.tensor(np.array(truth), dtype=torch.uint8), n_normal, rows
@@ -85,12 +85,9 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, h in (("input (standardised)", x), ("fc (random weights)", fc)):
         for r in (int(v) for v in args.subspaces.split(",")):
-            z = clustering_input(h, True, r, n)[n:]
-            pts = z.reshape(-1, z.shape[-1])
             vals = []
             for s in range(args.inits):
-                assign, _ = kmeans2(pts, random_init(pts, torch.Generator().manual_seed(s)), 10)
-                assign = assign.reshape(tr.shape)
+                assign = cluster_abnormal(h, n, r, s)                          # (10, 32)
                 vals.append((DG.cluster_purity(assign, tr),
                              DG.precision_recall(minority_pseudo_labels(assign), tr)[0]))
             v = np.nanmean(np.array(vals, dtype=float), axis=0)

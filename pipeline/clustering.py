@@ -54,8 +54,8 @@ def clustering_input(h: torch.Tensor, center: bool = True, normal_dims: int = 0,
     videos are then removed from every segment (:func:`normal_subspace`): what varies inside normal
     videos is not what makes an anomaly, and left in, it is what K=2 k-means splits on. At most half
     the layer's width and half the rank of the normal segments' scatter (``n_normal * (T - 1) / 2``)
-    are removed, so a narrow layer or a small batch keeps something of every segment. Gradients flow through all three operations (the basis
-    itself is held fixed).
+    are removed, so a narrow layer or a small batch keeps something of every segment. Gradients
+    flow through all three operations (the basis itself is held fixed).
     """
     if center:
         h = h - h.mean(dim=1, keepdim=True)                           # (B, T, D')

@@ -2,16 +2,20 @@
 
     python -m pipeline.train                                  # data/ucf -> runs/ucf
     python -m pipeline.train --dataset sht --epochs 100
-    python -m pipeline.train --no-bc --no-bcg --cross-batch none   # the plain k-max MIL backbone
+    python -m pipeline.train --no-bc --no-bcg --cross-batch none   # the graph backbone, k-max loss only
+    python -m pipeline.train --no-bc --no-bcg --cross-batch none --adjacency none   # plain top-k MIL
 
 One step (batch of B/2 normal + B/2 abnormal videos, each resampled to T segments):
     out = model(x)                                   x (B, T, 2048) -> scores (B, T)
-    z   = normalize(out[cluster_layer] - video mean) (B, T, D')  GCN-1 before dropout; the mean of
-                                                     each video removed (--cluster-center video)
+    z   = clustering_input(out[cluster_layer])       (B, T, D')  FC output before dropout, each video's
+                                                     mean and the normal videos' leading directions
+                                                     removed, L2-normalised
     k-means K=2 on the normal videos' segments  -> centres c^n, L_bc^n = min(d^n, mu)   (eq. 1)
     k-means K=2 on the abnormal videos' segments -> centres c^a, L_bc^a = 1 / d^a        (eq. 1)
-    pseudo-labels of abnormal segments (eq. 4), scores expanded by alpha (eq. 5)
+    pseudo-labels of abnormal segments (eq. 4: the batch's smaller cluster by default), scores
+    expanded by alpha (eq. 5) when d^a >= bcg_gate * d^n
     L = L_kmax(expanded scores) + lambda1 * (L_bc^n + L_bc^a)                            (eq. 2, 3)
+--paper-literal gives the printed forms (GCN-1, eq. 4's cosine rule, no gate, HL-Net's graphs).
 The k-means of each batch starts from the cross-batch memory (Sec. 2.3, way 1 by default).
 
 Writes into the run directory (``--out``, default runs/<dataset>):
@@ -721,9 +725,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pseudo-labels", default=d.pseudo_labels, choices=PSEUDO_LABELS,
                    help="controls for eq. 4-5: 'cluster' (the method), 'ones' (boost every abnormal segment: "
                         "the clamp alone), 'random' (random labels at the clustering's positive rate)")
+    literal = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in PAPER_LITERAL.items())
     p.add_argument("--paper-literal", action="store_true",
-                   help="the paper's literal forms where ours differ: --similarity hlnet --graph-features input --proximity plain "
-                        "--cluster-center none --pseudo-rule cosine --normal-subspace 0 --cluster-layer gcn1 --bcg-gate 0 (overrides those flags)")
+                   help=f"the paper's literal forms where ours differ: {literal} (overrides those flags)")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=d.standardize,
                    help="z-score each feature dimension with the training videos' statistics (stored in the "
                         "model, so evaluate and detect apply them); without it raw I3D-like features train "
