@@ -66,7 +66,7 @@ KEY_EXCLUDE = ("out", "device", "resume", "overwrite", "quiet", "keep_epochs", "
 #: the behaviour from before it existed: at that value the field stays out of the key, so adding an
 #: option does not invalidate every cached run. Add a line here when adding such an option; any
 #: other field, new or changed, is part of the key (a stale run is never reused).
-KEY_NEUTRAL = {"standardize": False}
+KEY_NEUTRAL = {"standardize": False, "residual": True}
 TABLES = ("2", "3", "4", "fig2")
 DEFAULT_ALPHAS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5)
 TEST_SELECTED_LABEL = "test-set selection (optimistic, not a valid protocol)"
