@@ -208,9 +208,12 @@ class InceptionI3D(nn.Module):
         return self.mixed_5c(x).float().mean(dim=(2, 3, 4))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, T, 224, 224) -> Kinetics-400 logits (B, 400), as the reference's "Logits" end point:
-        average-pool (2, 7, 7) stride 1 VALID on Mixed_5c, 1x1x1 conv with bias, mean over time."""
-        m = self.mixed_5c(x)                                       # (B, 1024, t, 7, 7)
+        """(B, 3, T, 224, 224) -> Kinetics-400 logits (B, 400), as the reference's "Logits" end point."""
+        return self.logits_from(self.mixed_5c(x))
+
+    def logits_from(self, m: torch.Tensor) -> torch.Tensor:
+        """Mixed_5c output (B, 1024, t, 7, 7) -> logits (B, 400): average-pool (2, 7, 7) stride 1
+        VALID, 1x1x1 conv with bias, mean over the remaining t - 1 time steps."""
         if m.shape[3:] != (7, 7) or m.shape[2] < 2:
             raise ValueError(f"the Kinetics head needs 224 x 224 crops of >= 9 frames (Mixed_5c "
                              f"{tuple(m.shape[2:])}, expected (>=2, 7, 7))")
