@@ -34,7 +34,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +82,8 @@ class TrainConfig:
     out: str | None = None             # default runs/<dataset>
     train_list: str | None = None      # default: found in data_root (data.SPLIT_CANDIDATES)
     features: str | None = None        # default: data_root/features if present, else data_root
-    feature_dim: int = 2048            # I3D ResNet-50: 2048 (XD's official RGB: 1024, C3D fc6: 4096)
+    feature_dim: int | None = None     # None: the first training file's width. I3D ResNet-50: 2048,
+                                       # Inception-I3D (XD's official RGB): 1024, C3D fc6: 4096
     epochs: int = 50                   # (ours)
     seed: int = 0
     device: str = "auto"
@@ -129,7 +130,7 @@ class TrainConfig:
         c.out = c.out or f"runs/{c.dataset}"
         c.T = DEFAULT_T[c.dataset] if c.T is None else c.T
         for name, ok, rule in (("epochs", c.epochs >= 1, "at least 1"), ("T", c.T >= 1, "at least 1"),
-                               ("feature_dim", c.feature_dim >= 1, "at least 1"),
+                               ("feature_dim", c.feature_dim is None or c.feature_dim >= 1, "at least 1"),
                                ("lr", c.lr > 0 and math.isfinite(c.lr), "a positive number"),
                                ("weight_decay", 0 <= c.weight_decay < math.inf, ">= 0"),
                                ("dropout", 0 <= c.dropout < 1, "in [0, 1)"),
@@ -583,6 +584,8 @@ def train(cfg: TrainConfig) -> Path:
 
     root = Path(cfg.data_root)
     videos = D.load_split(root, cfg.dataset, "train", list_path=cfg.train_list, features_root=cfg.features)
+    if cfg.feature_dim is None:                              # every other file must have the same width
+        cfg = replace(cfg, feature_dim=D.feature_width(videos[0].paths))
     fs = load_training_set(videos, cfg.T, cfg.feature_dim, cfg.quiet,
                            cache_dir=Path(cfg.data_root) / CACHE_DIR if cfg.cache else None)
     in_dim = fs.feats.shape[-1]
@@ -699,7 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run directory (default runs/<dataset>)")
     p.add_argument("--train-list", default=None, help="training list (default: found in the data root)")
     p.add_argument("--features", default=None, help="feature folder (default: <data-root>/features or the data root)")
-    p.add_argument("--feature-dim", type=int, default=d.feature_dim, help="feature width the files must have")
+    p.add_argument("--feature-dim", type=int, default=d.feature_dim,
+                   help="feature width the files must have (default: the first training file's, e.g. 2048 "
+                        "for I3D ResNet-50, 1024 for Inception-I3D)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the larger kind of training videos")
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seed of the model, the validation split, the batches and k-means (same seed, same model)")
