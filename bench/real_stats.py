@@ -8,6 +8,7 @@ statistics are summarised as ``median [q1, q3]`` over the set's videos.
 Statistics (``h`` = a video's rows minus the video's mean):
 
 * ``PC1 share`` / ``PC1-5 share``: share of sum ||h||^2 along the video's first (five) principal directions;
+  ``PC1-5 overlap``: ``||U_i^T U_j||^2 / 5`` between two videos' first five directions (1: shared, ~5/D: own);
 * ``anomaly share``: between-group sum of squares of anomalous vs normal rows / sum ||h||^2 (anomalous
   videos with both kinds of rows);
 * ``k-means purity`` / ``majority share``: K=2 k-means (``pipeline.clustering.kmeans2``, random starts,
@@ -68,6 +69,14 @@ def pc_shares(x: np.ndarray, k: int = 5) -> tuple[float, float]:
     return float(s[0] / s.sum()), float(s[:k].sum() / s.sum())
 
 
+def subspace_overlap(xs: list[np.ndarray], k: int = 5) -> list[float]:
+    """Per video: mean overlap ``||U_i^T U_j||_F^2 / k`` of its first k principal directions with those of
+    each other video (1: the same subspace; about k/D: unrelated)."""
+    bases = [np.linalg.svd(x - x.mean(0), full_matrices=False)[2][:k] for x in xs if len(x) > k]   # (k, D) each
+    return [float(np.mean([np.sum((a @ b.T) ** 2) / k for j, b in enumerate(bases) if j != i]))
+            for i, a in enumerate(bases)] if len(bases) > 1 else []
+
+
 def anomaly_share(x: np.ndarray, y: np.ndarray) -> float:
     """Between-group (anomalous vs normal rows) sum of squares / total, both around the video's mean."""
     h = x - x.mean(0)
@@ -125,6 +134,7 @@ def measure(fs: R.FeatureSet) -> dict[str, object]:
     pcs = [pc_shares(x) for x in xs if len(x) > 2]
     st["PC1 share"] = [a for a, _ in pcs]
     st["PC1-5 share"] = [b for _, b in pcs]
+    st["PC1-5 overlap between videos"] = subspace_overlap(xs)
     mixed = [v for v in vids if v.truth is not None and 0 < v.truth.mean() < 1]
     st["anomaly share"] = [anomaly_share(v.x, v.truth) for v in mixed]
     st["k-means purity"] = [kmeans_purity(v.x, v.truth) for v in mixed]
