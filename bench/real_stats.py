@@ -53,8 +53,8 @@ NEAR_ZERO = 0.05   # "near zero": below this share of the set's mean activation
 GENERATED = [
     ("gen ped2", dict(profile="ped2", n_train_normal=16, n_train_abnormal=12, n_test_normal=12,
                       n_test_abnormal=12), None),
-    ("gen ucf (32 seg)", dict(profile="ucf", n_train_normal=12, n_train_abnormal=6, n_test_normal=12,
-                              n_test_abnormal=12, dim=2048), R.SEGMENTS),
+    ("gen ucf (32 seg)", dict(profile="ucf", n_train_normal=20, n_train_abnormal=4, n_test_normal=25,
+                              n_test_abnormal=25), R.SEGMENTS),
     ("gen old", dict(n_train_normal=16, n_train_abnormal=12, n_test_normal=12, n_test_abnormal=12), None),
 ]
 

@@ -67,7 +67,7 @@ segments). Per dimension d, video v, clip t, before a final ReLU::
   wobble)`` along the class direction ``a = anomaly_common * common + sqrt(1 - anomaly_common^2) *
   own`` (unit per-dimension RMS). No distractors; ``scene`` is -1 in the truth.
 
-Profile defaults: ``ped2`` 1024-d, 8-12 clips; ``ucf`` 2048-d, UCF-Crime's lengths. The ``ucf``
+Profile defaults: ``ped2`` 1024-d, Ped2's lengths (8, 10 or 12 clips); ``ucf`` 2048-d, UCF-Crime's lengths. The ``ucf``
 profile takes its structure from the C3D segments (pooled to 32 segments and L2-normalised, a
 generated ucf set matches them) but keeps I3D's dense, mean-0.25 activations, since the pipeline reads
 I3D features (C3D fc6 is 75% zeros). At ``signal = 1`` the distance-to-normal AUC is near the real
@@ -108,6 +108,9 @@ PRESETS: dict[str, dict] = {
     "ucf-scale": dict(n_train_normal=800, n_train_abnormal=810, n_test_normal=150, n_test_abnormal=140,
                       min_clips=10, max_clips=3000, lengths="ucf", dtype="float16", crops=1),
 }
+
+# UCSD Ped2's 28 videos: 3 of 120 frames, 10 of 150, 15 of 180 (ucsd_ped2/videos.json) -> 8, 10, 12 clips
+PED2_FRAMES = (120,) * 3 + (150,) * 10 + (180,) * 15
 
 _SHARED_UCF = [Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf_crime",
                Path("/work/shared/data/ucf_crime")]
@@ -235,14 +238,14 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {   # calibrated with bench/real_stats.py (bench/RESULTS.md, issue 15)
-    "ped2": Profile(dim=1024, min_clips=8, max_clips=12, lengths="uniform", anomaly_fraction=(0.45, 1.25),
-                    mean_shape=2.8, mean_level=0.25, scale_power=0.6, spread=0.25, video=0.4, motion=1.1,
-                    motion_rank=12, motion_decay=1.0, private=0.1, rho=0.8, noise=0.65, gain=0.1,
-                    anomaly=0.5, anomaly_common=0.9),
+    "ped2": Profile(dim=1024, min_clips=1, max_clips=3000, lengths="ped2", anomaly_fraction=(0.45, 1.25),
+                    mean_shape=2.8, mean_level=0.25, scale_power=0.6, spread=0.25, video=0.8, motion=1.1,
+                    motion_rank=12, motion_decay=1.0, private=0.3, rho=0.7, noise=0.75, gain=0.1,
+                    anomaly=0.55, anomaly_common=0.9),
     "ucf": Profile(dim=2048, min_clips=10, max_clips=3000, lengths="ucf", anomaly_fraction=(0.04, 0.30),
                    mean_shape=2.8, mean_level=0.25, scale_power=0.6, spread=0.25, video=1.8, motion=1.1,
                    motion_rank=12, motion_decay=1.0, private=0.9, rho=0.93, noise=0.65, gain=0.1,
-                   anomaly=1.1, anomaly_common=0.9),
+                   anomaly=1.0, anomaly_common=0.9),
 }
 OLD_DEFAULTS = dict(dim=2048, min_clips=20, max_clips=120, lengths="uniform")   # --profile old
 
@@ -351,8 +354,11 @@ def _clip_counts(rng, n: int, group: str, lengths: str, min_clips: int, max_clip
         else:
             c = np.round(rng.lognormal(math.log(250), 1.0, n)).astype(int)
         return np.clip(c, min_clips, max_clips)
+    if lengths == "ped2":
+        c = np.ceil(rng.choice(np.asarray(PED2_FRAMES), size=n, replace=True) / CLIP_LEN).astype(int)
+        return np.clip(c, min_clips, max_clips)
     if lengths != "uniform":
-        raise ValueError(f"lengths must be 'uniform' or 'ucf', got {lengths!r}")
+        raise ValueError(f"lengths must be 'uniform', 'ucf' or 'ped2', got {lengths!r}")
     return rng.integers(min_clips, max_clips + 1, n)
 
 
@@ -438,7 +444,8 @@ def make_dataset(out, dataset: str = "ucf", n_train_normal: int = 40, n_train_ab
 
     ``lengths``: 'uniform' draws clip counts uniformly in [min_clips, max_clips]; 'ucf' draws them
     like UCF-Crime's real lengths (frame counts from ekosman's Train/Test_Annotation.txt under
-    ``../shared`` when present, else a lognormal around 250 clips), clipped to [min_clips, max_clips].
+    ``../shared`` when present, else a lognormal around 250 clips), 'ped2' like UCSD Ped2's (8, 10 or
+    12 clips, ``PED2_FRAMES``), both clipped to [min_clips, max_clips].
     ``private_motion``: share of each video's smooth temporal variation that runs along directions
     of its own rather than the dataset's shared ones (0, the default, keeps every earlier set as it
     was; 1 is closer to real features, whose dominant within-video variation differs between videos).
@@ -446,7 +453,7 @@ def make_dataset(out, dataset: str = "ucf", n_train_normal: int = 40, n_train_ab
     'ped2' and 'ucf' are the calibrated model (module docstring) with the parameters in ``PROFILES``,
     fitted to real UCSD Ped2 Inception-I3D clips and to UCF-Crime's C3D segments (bench/real_stats.py).
     ``dim``, ``min_clips``, ``max_clips`` and ``lengths`` default to the profile's (old: 2048, 20, 120,
-    'uniform'; ped2: 1024, 8, 12, 'uniform'; ucf: 2048, 10, 3000, 'ucf').
+    'uniform'; ped2: 1024, 1, 3000, 'ped2'; ucf: 2048, 10, 3000, 'ucf').
     ``private_motion`` applies to the old profile only.
     ``progress``: tqdm bar (default: on for more than 200 videos). Returns a summary dict
     (counts, clips, paths), also saved as ``out/synth.json``.
@@ -657,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
                         ("min-clips", "fewest 16-frame clips per video"), ("max-clips", "most clips per video"),
                         ("crops", "crops per clip (RTFM uses 10)"), ("dim", "feature width (I3D R50: 2048)")):
         p.add_argument(f"--{flag}", type=int, help=f"{help_} ({dflt(flag.replace('-', '_'))})")
-    p.add_argument("--lengths", choices=("uniform", "ucf"), help=f"clip-count distribution ({dflt('lengths')})")
+    p.add_argument("--lengths", choices=("uniform", "ucf", "ped2"), help=f"clip-count distribution ({dflt('lengths')})")
     p.add_argument("--dtype", choices=("float16", "float32", "float64"), help=f"stored dtype ({dflt('dtype')})")
     p.add_argument("--signal", type=float, help=f"anomaly strength, 0 = chance, 3 = easy ({dflt('signal')})")
     p.add_argument("--private-motion", type=float,

@@ -299,19 +299,19 @@ def test_ped2_profile_statistics(tmp_path):
     truth = synth.load_truth(out)
     xs = {v.name: load_features(v.paths, 1024)[:, 0].astype(np.float64)
           for split in ("train", "test") for v in load_split(out, "ucf", split)}
-    assert all(8 <= len(x) <= 12 and len(x) == len(truth[k]["clip_labels"]) for k, x in xs.items())
+    assert all(len(x) in (8, 10, 12) and len(x) == len(truth[k]["clip_labels"]) for k, x in xs.items())
     allx = np.concatenate(list(xs.values()))
     pc1, pc5 = np.median([_shares(x) for x in xs.values()], axis=0)
-    assert 0.25 < pc1 < 0.5 and 0.7 < pc5 < 0.9, (pc1, pc5)                 # real Ped2: 0.35, 0.80
+    assert 0.25 < pc1 < 0.45 and 0.7 < pc5 < 0.88, (pc1, pc5)               # real Ped2: 0.32, 0.79
     within = sum(((x - x.mean(0)) ** 2).sum() for x in xs.values())
     between = 1 - within / ((allx - allx.mean(0)) ** 2).sum()
-    assert 0.1 < between < 0.35, between                                    # real: 0.24
+    assert 0.2 < between < 0.5, between                                     # real: 0.37
     assert (allx == 0).mean() < 0.02 and 0.2 < allx.mean() < 0.3              # real: 0.003, 0.25
     norms = [np.linalg.norm(x, axis=1) for x in xs.values()]
     cv = np.median([n.std() / n.mean() for n in norms])
-    assert 0.03 < cv < 0.1, cv                                              # real: 0.067 (old generator: 0.014)
+    assert 0.03 < cv < 0.1, cv                                              # real: 0.063 (old generator: 0.014)
     frac = [t["clip_labels"].mean() for t in truth.values() if t["label"]]
-    assert 0.6 < np.median(frac) <= 1.0 and max(frac) == 1.0                # real: 0.85, 4 of 12 whole videos
+    assert 0.6 < np.median(frac) <= 1.0 and max(frac) == 1.0                # real: 0.87, 4 of 12 whole videos
     assert all(not t["distractor"].any() and t["scene"] == -1 for t in truth.values())
 
 
@@ -347,7 +347,7 @@ def test_cli_profile(tmp_path):
     assert r.returncode == 0, r.stderr
     s = json.loads((out / "synth.json").read_text())
     assert s["profile"] == "ped2" and s["dim"] == 1024            # the profile's width, not the preset's 2048
-    assert all(8 <= n <= 12 for n in (len(t["clip_labels"]) for t in synth.load_truth(out).values()))
+    assert all(n in (8, 10, 12) for n in (len(t["clip_labels"]) for t in synth.load_truth(out).values()))
     r = subprocess.run([sys.executable, "-m", "pipeline.synth", "--help"], cwd=REPO, capture_output=True,
                        text=True, timeout=120)
     assert "--profile" in r.stdout and "ped2" in r.stdout
