@@ -351,3 +351,19 @@ def test_cli_profile(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pipeline.synth", "--help"], cwd=REPO, capture_output=True,
                        text=True, timeout=120)
     assert "--profile" in r.stdout and "ped2" in r.stdout
+
+
+def test_real_stats_bench_on_generated(tmp_path, capsys, monkeypatch):
+    """bench/real_stats.py runs on a generated root without any real data (those columns are skipped)."""
+    out = tmp_path / "g"
+    synth.make_dataset(out, "ucf", profile="ped2", n_train_normal=3, n_train_abnormal=3, n_test_normal=2,
+                       n_test_abnormal=3, dim=64, seed=1)
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import real_stats
+    assert real_stats.main(["--realdata", str(tmp_path / "none"), "--ped2", str(tmp_path / "none"),
+                            "--generated", str(out)]) == 0
+    r = capsys.readouterr()
+    assert "Ped2 column skipped" in r.err and "columns skipped" in r.err
+    rows = {l.split("|")[1].strip(): l.split("|")[2].strip() for l in r.out.splitlines()[2:]}
+    assert rows["videos (anomalous)"] == "11 (6)" and rows["dim"] == "64"
+    assert 0 <= float(rows["distance AUC"]) <= 1 and float(rows["between-video variance"]) > 0
