@@ -47,7 +47,8 @@ That is the ``old`` profile (the default), kept bit for bit. Measured against re
 (``bench/real_stats.py``) it is too easy in the way that matters to the method: the anomaly holds
 as much of a video's variation as its first principal direction, so K=2 k-means on one video's clips
 partly finds it (purity 0.92 against a majority share of 0.79), which it does not on real features
-(purity = majority share); it has 14% zeros (real I3D: under 1%) and almost constant clip norms. ``profile="ped2"`` / ``"ucf"`` (``--profile``) select the *calibrated* model instead, with the
+(purity = majority share); it also has 14% zeros (real I3D: under 1%) and almost constant clip norms.
+``profile="ped2"`` / ``"ucf"`` (``--profile``) select the *calibrated* model instead, with the
 parameters in ``PROFILES`` (fitted to real UCSD Ped2 Inception-I3D clips and to UCF-Crime's C3D
 segments). Per dimension d, video v, clip t, before a final ReLU::
 
@@ -66,13 +67,15 @@ segments). Per dimension d, video v, clip t, before a final ReLU::
 * anomalies: 1-2 intervals covering a uniform ``anomaly_fraction`` share of an abnormal video (draws
   above 1 cover the whole video, as Ped2's anomalies often do) add ``signal * anomaly * (1 + 0.2 *
   wobble)`` along the class direction ``a = anomaly_common * common + sqrt(1 - anomaly_common^2) *
-  own`` (unit per-dimension RMS). No distractors; ``scene`` is -1 in the truth.
+  own`` (unit per-dimension RMS). No distractors; ``scene`` is -1 in the truth;
+* with ``crops > 1`` each crop adds its own white noise (``0.1 * noise``, in units of s) before the ReLU.
 
 Profile defaults: ``ped2`` 1024-d, Ped2's lengths (8, 10 or 12 clips); ``ucf`` 2048-d, UCF-Crime's
 lengths. The ``ucf`` profile takes its structure from the C3D segments (pooled to 32 segments and
-L2-normalised, a generated ucf set matches them) but keeps I3D's dense, mean-0.25 activations, since the pipeline reads
-I3D features (C3D fc6 is 75% zeros). At ``signal = 1`` the distance-to-normal AUC is near the real
-sets' (bench/RESULTS.md, "Real vs generated feature statistics").
+L2-normalised, a generated ucf set matches them) but keeps I3D's dense, mean-0.25 activations,
+since the pipeline reads I3D features (C3D fc6 is 75% zeros). At ``signal = 1`` the
+distance-to-normal AUC is near the real sets' (ped2 0.67-0.70 vs 0.67; ucf 0.72-0.80 vs 0.78;
+bench/RESULTS.md, "Real vs generated feature statistics").
 
 CLI: ``python -m pipeline.synth --out DIR [--dataset ucf|sht|xd] [--preset tiny|small|ucf-scale] ...``
 (``--help`` lists everything). Output is built in a temporary folder beside ``out`` and renamed into
@@ -206,7 +209,6 @@ def _video(rng: np.random.Generator, w: _World, n: int, crops: int, cls_idx: int
         x = x[:, None, :] + 0.03 * rng.standard_normal((n, crops, D), dtype=np.float32)  # (n, C, D)
     np.maximum(x, 0, out=x)
     return x, dict(labels=labels, distractor=distractor, scene=scene, intervals=ivs)
-
 
 
 # --------------------------------------------------------------------------------------------
