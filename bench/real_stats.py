@@ -25,7 +25,7 @@ Statistics (``h`` = a video's rows minus the video's mean):
   set's normal reference rows (real UCF C3D: 0.776, ``ucf_crime_c3d/SOURCES.md``).
 
 Without ``--generated`` it generates three small sets into a temporary folder: ``--profile ped2``
-(Ped2's lengths and counts), ``--profile ucf`` (compared after pooling to 32 L2-normalised segments, the
+(Ped2's lengths), ``--profile ucf`` (compared after pooling to 32 L2-normalised segments, the
 C3D release's format) and the original ``--profile old`` generator.
 
     python bench/real_stats.py [--ped2 data/ped2/features] [--realdata ../shared/realdata]
