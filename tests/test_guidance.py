@@ -149,7 +149,8 @@ def _batch(seed=0, T=12, D=16, n=3):
 
 
 def _cfg(**kw):
-    kw.setdefault("bcg", True)          # these tests exercise eq. 4-5, which are off by default
+    kw.setdefault("bc", True)           # these tests exercise eq. 1 and 4-5, which are off by default
+    kw.setdefault("bcg", True)
     return replace(TR.TrainConfig(), dropout=0.0, **kw)
 
 
@@ -280,7 +281,7 @@ def test_paper_literal_flag_sets_the_literal_forms():
     help_text = TR.build_parser().format_help()
     assert "--no-residual --no-standardize" in " ".join(help_text.split())
     cfg = TR.config_from_args(TR.build_parser().parse_args([]))
-    assert (cfg.similarity, cfg.cluster_center, cfg.bcg, cfg.pseudo_rule) == ("hlnet", "video", False, "far")
+    assert (cfg.similarity, cfg.cluster_center, cfg.bc, cfg.bcg, cfg.pseudo_rule) == ("hlnet", "video", False, False, "far")
 
 
 def test_graph_layer_without_residual_is_the_plain_convolution():

@@ -37,7 +37,7 @@ def load(path):
 
 
 def test_cli_writes_a_run(root, tmp_path):
-    assert run(root, tmp_path / "run") == 0
+    assert run(root, tmp_path / "run", "--bc", "--bcg") == 0
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"config.json", "log.jsonl", "last.pt", "model.pt"} <= files
     log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -75,16 +75,16 @@ def test_interrupted_run_resumes_to_the_same_model(root, tmp_path):
 
 @pytest.mark.parametrize("flags", [
     ["--no-bc", "--no-bcg", "--cross-batch", "none"],        # backbone (Table 2, row 1)
-    ["--no-bcg", "--cross-batch", "none"],                   # + L_bc
-    ["--cluster-layer", "fc"], ["--cluster-layer", "gcn2"],  # Table 3
-    ["--cross-batch", "2"], ["--cross-batch", "3"], ["--cross-batch", "4"],   # Table 4
+    ["--bc", "--no-bcg", "--cross-batch", "none"],           # + L_bc
+    ["--bc", "--cluster-layer", "fc"], ["--bc", "--cluster-layer", "gcn2"],  # Table 3
+    ["--bc", "--bcg", "--cross-batch", "2"], ["--bc", "--cross-batch", "3"], ["--bc", "--cross-batch", "4"],   # Table 4
     ["--adjacency", "sum"],
 ])
 def test_every_ablation_switch_trains(root, tmp_path, flags):
     assert run(root, tmp_path / "run", *flags) == 0
     cfg = load(tmp_path / "run" / "model.pt")["config"]
     assert cfg["epochs"] == 2
-    names = {"--no-bc": ("bc", False), "--no-bcg": ("bcg", False)}
+    names = {"--no-bc": ("bc", False), "--no-bcg": ("bcg", False), "--bc": ("bc", True), "--bcg": ("bcg", True)}
     for i, f in enumerate(flags):
         if f in names:
             assert cfg[names[f][0]] is names[f][1]
