@@ -199,7 +199,7 @@ def build_root(root: Path, features: Path, train: list[str], test: list[str], tr
             "features": {n: [str(p.resolve()) for p in index[n]] for n in train + test}}
     if (root / "root.json").is_file() and json.loads((root / "root.json").read_text()) == spec:
         return root
-    tmp = root.with_name(f".{root.name}.tmp{os.getpid()}")
+    tmp = root.with_name(f".{root.name}.tmp")            # a leftover of an interrupted build goes first
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "features").mkdir(parents=True)
     (tmp / "test_frame_mask").mkdir()
