@@ -2,11 +2,15 @@
 
 Batch k-means (Sec. 2.2) only helps if, in abnormal videos, it separates anomalous segments from
 normal ones; eq. 4's pseudo-labels only guide if they are right. These functions measure that
-against per-segment truth, which generated data has (``synth_truth.npz``); real datasets have no
-per-segment truth for training videos, so there only the truth-free measures are logged.
-All inputs are for the batch's abnormal videos: (b, T) tensors.
+against per-clip truth of the training videos: a data root's ``clip_truth.npz``
+(:func:`save_clip_truth`; e.g. UCSD Ped2, whose anomalous training videos have frame truth) or, on
+generated data, ``synth_truth.npz`` (the same format). Without either only the truth-free measures
+are logged. The measures take the batch's abnormal videos: (b, T) tensors.
 """
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -77,3 +81,75 @@ def segment_truth(clip_labels: np.ndarray, T: int) -> np.ndarray:
     half of the clips it averages are."""
     frac = resample(clip_labels.astype(np.float32)[:, None, None], T)[:, 0, 0]     # (T,)
     return (frac >= 0.5).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- per-clip truth files
+
+#: Per-clip truth files a data root may hold, in the order train.py looks for them: a generic one
+#: (:func:`save_clip_truth`) and the one pipeline.synth writes; both have the same format.
+TRUTH_FILES = ("clip_truth.npz", "synth_truth.npz")
+
+
+def clip_truth_from_frames(frame_labels: np.ndarray, n_clips: int, clip_len: int = 16) -> np.ndarray:
+    """Frame truth (frames,) {0, 1} -> clip truth (n_clips,) uint8: a clip is anomalous when at least
+    half of its ``clip_len`` frames are. Frames past the video's end (a padded last clip) take its
+    last frame's label, as evaluate counts them (``data.Annotation.frame_labels``)."""
+    f = np.asarray(frame_labels, dtype=np.uint8).ravel()
+    n = int(n_clips) * clip_len
+    out = np.zeros(n, np.uint8)                                              # (n_clips * clip_len,)
+    k = min(len(f), n)
+    out[:k] = f[:k]
+    if 0 < k < n:
+        out[k:] = f[k - 1]
+    return (out.reshape(int(n_clips), clip_len).mean(1) >= 0.5).astype(np.uint8)
+
+
+def save_clip_truth(path, videos: Iterable[dict]) -> Path:
+    """Write per-clip truth (``clip_truth.npz``; the format of ``synth_truth.npz``), atomically.
+
+    ``videos``: one dict per video with ``name`` and ``clip_labels`` ((clips,) of 0/1) and optionally
+    ``split`` (default ''), ``label`` (default: 1 when any clip is anomalous), ``cls`` (''),
+    ``scene`` (0) and ``distractor`` ((clips,) of 0/1, default zeros). Read back with
+    :func:`load_clip_truth`.
+    """
+    from .io import atomic_write
+    vids = [dict(v, clip_labels=np.asarray(v["clip_labels"], np.uint8).ravel()) for v in videos]
+    if not vids:
+        raise ValueError(f"{path}: no videos to write clip truth for")
+    for v in vids:
+        if not np.isin(v["clip_labels"], (0, 1)).all():
+            raise ValueError(f"{path}: clip labels of {v['name']} hold values other than 0/1")
+    n = np.array([len(v["clip_labels"]) for v in vids], np.int64)
+    arrays = dict(
+        names=np.array([str(v["name"]) for v in vids]),
+        split=np.array([str(v.get("split", "")) for v in vids]),
+        label=np.array([int(v.get("label", int(v["clip_labels"].any()))) for v in vids], np.int64),
+        cls=np.array([str(v.get("cls", "")) for v in vids]),
+        scene=np.array([int(v.get("scene", 0)) for v in vids], np.int64),
+        n_clips=n,
+        offsets=np.concatenate([[0], np.cumsum(n)]),
+        clip_labels=np.concatenate([v["clip_labels"] for v in vids]),                            # (sum clips,)
+        distractor=np.concatenate([np.asarray(v.get("distractor", np.zeros(len(v["clip_labels"]))), np.uint8)
+                                   for v in vids]),                                                # (sum clips,)
+    )
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_clip_truth(path) -> dict[str, dict]:
+    """Per-video truth from a ``clip_truth.npz`` / ``synth_truth.npz`` file: name -> dict(split, label,
+    cls, scene, clip_labels (clips,) uint8, distractor (clips,) uint8)."""
+    with np.load(path, allow_pickle=False) as z:
+        o = z["offsets"]
+        return {str(name): dict(split=str(z["split"][i]), label=int(z["label"][i]), cls=str(z["cls"][i]),
+                                scene=int(z["scene"][i]),
+                                clip_labels=z["clip_labels"][o[i]:o[i + 1]],
+                                distractor=z["distractor"][o[i]:o[i + 1]])
+                for i, name in enumerate(z["names"])}
+
+
+def find_clip_truth(root) -> Path | None:
+    """The first of TRUTH_FILES in the data root ``root``, or None."""
+    for name in TRUTH_FILES:
+        if (Path(root) / name).is_file():
+            return Path(root) / name
+    return None

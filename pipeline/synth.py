@@ -611,33 +611,17 @@ def _write_lists(root: Path, dataset: str, vids: list[dict]) -> dict[str, str]:
 
 
 def _save_truth(path: Path, vids: list[dict]) -> None:
-    n = np.array([v["clips"] for v in vids], np.int64)
-    np.savez(
-        path,
-        names=np.array([v["name"] for v in vids]),
-        split=np.array([v["split"] for v in vids]),
-        label=np.array([v["label"] for v in vids], np.int64),
-        cls=np.array([v["cls"] for v in vids]),
-        scene=np.array([v["scene"] for v in vids], np.int64),
-        n_clips=n,
-        offsets=np.concatenate([[0], np.cumsum(n)]),
-        clip_labels=np.concatenate([v["labels"] for v in vids]),  # (sum clips,) uint8
-        distractor=np.concatenate([v["distractor"] for v in vids]),  # (sum clips,) uint8
-    )
+    """synth_truth.npz: ``diagnostics.save_clip_truth`` of the generated videos (their ``labels``)."""
+    from .diagnostics import save_clip_truth      # here: diagnostics imports torch, the generator does not need it
+    save_clip_truth(path, [dict(v, clip_labels=v["labels"]) for v in vids])
 
 
 def load_truth(out) -> dict[str, dict]:
     """Per-video truth of a synthetic dataset: name -> dict(split, label, cls, scene,
     clip_labels (clips,) uint8, distractor (clips,) uint8). Frame labels are the clip labels
     repeated 16 times (``np.repeat(clip_labels, 16)``)."""
-    path = Path(out) / "synth_truth.npz"
-    with np.load(path, allow_pickle=False) as z:
-        o = z["offsets"]
-        return {str(name): dict(split=str(z["split"][i]), label=int(z["label"][i]), cls=str(z["cls"][i]),
-                                scene=int(z["scene"][i]),
-                                clip_labels=z["clip_labels"][o[i]:o[i + 1]],
-                                distractor=z["distractor"][o[i]:o[i + 1]])
-                for i, name in enumerate(z["names"])}
+    from .diagnostics import load_clip_truth
+    return load_clip_truth(Path(out) / "synth_truth.npz")
 
 
 # --------------------------------------------------------------------------------------------

@@ -294,12 +294,12 @@ def extractor_meta(videos: list) -> dict | None:
 
 def load_segment_truth(root: Path, names: list[str], T: int) -> torch.Tensor | None:
     """Per-segment anomaly truth (N, T) uint8 of the training videos, resampled like their features,
-    when the data root is generated and has ``synth_truth.npz``; else None. Only for measuring."""
-    path = root / "synth_truth.npz"
-    if not path.is_file():
+    when the data root has per-clip truth (``clip_truth.npz``, or a generated root's
+    ``synth_truth.npz``: ``diagnostics.TRUTH_FILES``) for all of them; else None. Only for measuring."""
+    path = DG.find_clip_truth(root)
+    if path is None:
         return None
-    from .synth import load_truth
-    truth = load_truth(root)
+    truth = DG.load_clip_truth(path)
     if not all(n in truth for n in names):
         return None
     return torch.from_numpy(np.stack([DG.segment_truth(truth[n]["clip_labels"], T) for n in names]))
@@ -432,7 +432,7 @@ def training_step(model, x, y, n_normal: int, memories: dict, cfg: TrainConfig,
     """Forward one balanced batch and return the total loss (eq. 3) and its parts for the log.
 
     x: (B, T, D) with the n_normal normal videos first; y: (B,). truth: (B, T) per-segment anomaly
-    truth when the data has it (generated data): only measured (``diagnostics``), never trained on.
+    truth when the data root has it (``load_segment_truth``): only measured (``diagnostics``), never trained on.
     """
     out = model(x)
     parts, boost = {}, None

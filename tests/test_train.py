@@ -352,3 +352,37 @@ def test_pickled_feature_file_gives_no_unsafe_advice(root, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f.name in err[0] and "pickled Python objects" in err[0]
     assert "allow_pickle" not in err[0] and "weights_only" not in err[0]
+
+
+def test_generic_clip_truth_file_gives_the_log_its_truth_measures(root, tmp_path):
+    """A data root's ``clip_truth.npz`` (any dataset: e.g. real Ped2, whose anomalous training videos
+    have frame truth) is what training measures purity etc. against, like a generated root's synth_truth.npz."""
+    import shutil
+    from pipeline import diagnostics as DG
+    data = tmp_path / "data"
+    shutil.copytree(root, data, ignore=shutil.ignore_patterns(".pipeline_cache"))
+    truth = DG.load_clip_truth(data / "synth_truth.npz")
+    (data / "synth_truth.npz").unlink()
+    names = sorted(truth)
+    assert T.load_segment_truth(data, names, 16) is None
+    DG.save_clip_truth(data / "clip_truth.npz", [dict(name=n, clip_labels=truth[n]["clip_labels"]) for n in names])
+    back = DG.load_clip_truth(data / "clip_truth.npz")
+    assert sorted(back) == names
+    for n in names:
+        assert np.array_equal(back[n]["clip_labels"], truth[n]["clip_labels"])
+        assert back[n]["label"] == int(truth[n]["clip_labels"].any()) and back[n]["split"] == ""
+    seg = T.load_segment_truth(data, names, 16)
+    assert seg.shape == (len(names), 16) and seg.sum() > 0
+    assert run(data, tmp_path / "run") == 0
+    log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(0 <= r["purity"] <= 1 and 0 < r["anomaly_rate"] < 1 for r in log)
+
+
+def test_clip_truth_from_frames_counts_half_and_pads_like_evaluate():
+    from pipeline.diagnostics import clip_truth_from_frames
+    f = np.zeros(36, np.uint8)          # 3 clips of 16, the last one 4 real frames
+    f[8:16] = 1                         # half of clip 0
+    f[16:23] = 1                        # 7 of clip 1's 16: below half
+    f[35] = 1                           # the last frame: the padded clip takes its label
+    assert clip_truth_from_frames(f, 3).tolist() == [1, 0, 1]
+    assert clip_truth_from_frames(np.ones(10, np.uint8), 2).tolist() == [1, 1]
