@@ -73,13 +73,13 @@ DEFAULT_DATA = REPO / ".." / "shared" / "realdata" / "ucsd_ped2"
 DISTANCE = "distance"
 #: id -> (table label, pipeline.train flags); DISTANCE is the untrained score.
 CONFIGS = {
-    "defaults": ("defaults", ""),
+    "defaults": ("defaults (the graph backbone)", ""),
     "literal": ("--paper-literal", "--paper-literal"),
-    "backbone": ("backbone", "--no-bc --cross-batch none"),
-    "mil": ("plain MIL", "--no-bc --cross-batch none --adjacency none"),
-    "bcg": ("eq. 5 on", "--bcg"),
-    "ones": ("ones", "--bcg --pseudo-labels ones"),
-    "random": ("random", "--bcg --pseudo-labels random"),
+    "mil": ("plain MIL", "--adjacency none"),
+    "bc": ("+ L_bc (eq. 1)", "--bc"),
+    "full": ("+ L_bc + eq. 4-5 (the paper's parts)", "--bc --bcg"),
+    "ones": ("control: eq. 5 on every abnormal segment", "--bc --bcg --pseudo-labels ones"),
+    "random": ("control: random pseudo-labels", "--bc --bcg --pseudo-labels random"),
     DISTANCE: ("distance to normal (untrained)", None),
 }
 MECHANISM = ("purity", "pseudo_precision", "anomaly_rate", "guided", "d_normal", "d_abnormal")
@@ -388,11 +388,22 @@ def render(rows: list[dict], configs: list[str], splits: list[str], seeds: list[
 # ----------------------------------------------------------------------------- main
 
 def parse_configs(text: str) -> list[str]:
-    names = [c.strip() for c in text.split(",") if c.strip()]
+    """Named configurations (CONFIGS), and custom ones as ``NAME=FLAGS`` (added to CONFIGS), e.g.
+    ``defaults,mil,lr1e-3=--lr 1e-3``; the table keeps CONFIGS' order, custom ones last."""
+    names = []
+    for c in (c.strip() for c in text.split(",")):
+        if "=" in c:
+            name, flags = (v.strip() for v in c.split("=", 1))
+            if not name or name in CONFIGS and CONFIGS[name][1] != flags:
+                raise argparse.ArgumentTypeError(f"custom configuration {c!r}: give it a new name")
+            CONFIGS[name] = (name, flags)
+            c = name
+        if c:
+            names.append(c)
     bad = [c for c in names if c not in CONFIGS]
     if bad or not names:
         raise argparse.ArgumentTypeError(f"unknown configuration(s) {', '.join(bad) or '(none)'}; "
-                                         f"choose from {', '.join(CONFIGS)}")
+                                         f"choose from {', '.join(CONFIGS)} or give NAME=FLAGS")
     return [c for c in CONFIGS if c in names]                      # the table's order
 
 
@@ -422,11 +433,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=int, default=10, help="random splits r0..r{N-1} besides TEVAD's")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of each trained configuration")
     p.add_argument("--configs", type=parse_configs, default=list(CONFIGS),
-                   help="comma-separated subset of (default: all): " + ",".join(CONFIGS))
+                   help="comma-separated subset of (default: all): " + ",".join(CONFIGS) + "; or NAME=FLAGS for any other pipeline.train flags, e.g. lr1e-3=--lr 1e-3")
+    p.add_argument("--control-seeds", type=int, default=3,
+                   help=f"seeds of the component and control rows ({', '.join(CONTROLS)}); at most --seeds")
     p.add_argument("--epochs", type=int, default=50, help="training epochs (pipeline.train's default)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
+    p.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
+                   help="run only every N-th missing run, starting at the K-th (0-based): N processes with "
+                        "K = 0..N-1 share the work and the results file; a last run without --shard prints the table")
     return p
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` -> (K, N) with 0 <= K < N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes K/N, e.g. 0/3, got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+#: Rows that measure a component or a control rather than a headline configuration (--control-seeds).
+CONTROLS = ("bc", "full", "ones", "random")
 
 
 def run_benchmark(args) -> str | None:
@@ -459,10 +490,14 @@ def run_benchmark(args) -> str | None:
             for c in args.configs:
                 if CONFIGS[c][1] is None and seed != seeds[0]:
                     continue                       # untrained: one score per split
+                if c in CONTROLS and seed >= args.control_seeds:
+                    continue                       # the controls: fewer seeds (--control-seeds)
                 h = run_key(c, root, seed, args.epochs, args.device, fp)
                 s = "-" if CONFIGS[c][1] is None else seed
                 plan.append((name, root, c, s, result_key(name, c, s, h), h))
     todo = [p for p in plan if p[4] not in results.rows]
+    k, n = args.shard
+    todo = [p for i, p in enumerate(todo) if i % n == k]      # --shard: this process's share
     print(f"{len(splits)} split(s) x {len(args.configs)} configuration(s): {len(plan)} runs, "
           f"{len(plan) - len(todo)} cached in {results.path}, {len(todo)} to do", flush=True)
 
@@ -487,6 +522,7 @@ def run_benchmark(args) -> str | None:
 
     command = (f"python bench/ped2_benchmark.py" + (f" --features {args.features}" if args.features else "")
                + f" --splits {args.splits} --seeds {args.seeds} --configs {','.join(args.configs)}"
+               + (f" --control-seeds {args.control_seeds}" if args.control_seeds != 3 else "")
                + (f" --epochs {args.epochs}" if args.epochs != 50 else ""))
     header = (f"UCSD Ped2, weakly supervised; features {features}; {args.epochs} epochs, T=100, final model; "
               f"`{command}`")

@@ -58,7 +58,7 @@ CLUSTER_CENTERS = ("video", "none")
 #: paper's equations act here").
 PAPER_LITERAL = dict(similarity="hlnet", graph_features="input", proximity="plain", cluster_center="none",
                      pseudo_rule="cosine", normal_subspace=0, cluster_layer="gcn1", bcg_gate=0.0,
-                     adjacency="sum", residual=False, standardize=False)
+                     adjacency="sum", residual=False, standardize=False, bc=True, bcg=True)
 
 #: What --paper-literal cannot take from the paper, because the paper does not say (README).
 LITERAL_KEEPS = ("the two graphs summed with equal weights (the paper builds 'a global graph' from both and "
@@ -103,7 +103,8 @@ class TrainConfig:
                                        # off by default, see README "Choices"; --bcg turns them on
     bcg_gate: float = 0.0              # eq. 5 only in batches with d_abnormal >= bcg_gate * d_normal (0: always)
     kmeans_iters: int = 10             # (ours)
-    adjacency: str = "learned"         # (ours) how the two graphs combine, see model.py
+    adjacency: str = "proximity"       # (ours, by experiment on real data) the temporal-proximity graph alone;
+                                       # "learned"/"sum" combine it with the similarity graph, see model.py
     residual: bool = True              # (ours, HL-Net's layer) a linear residual of H in each graph layer
     similarity: str = "hlnet"          # HL-Net's literal graph (real data, README "Choices"); "centred": masked,
                                        # video mean removed, see model.py

@@ -240,8 +240,9 @@ def test_each_switch_changes_the_computation():
     _, _, p_nc = _step(replace(base, cluster_center="none"), x, y, n)
     assert p_nc["d_abnormal"] != pytest.approx(parts["d_abnormal"])
     # the graph options give other models
+    _, _, parts = _step(replace(base, adjacency="learned"), x, y, n)          # both graphs in play
     for kw in (dict(similarity="centred"), dict(graph_features="fc"), dict(proximity="gated"), dict(adjacency="none")):
-        _, _, p = _step(replace(base, **kw), x, y, n)
+        _, _, p = _step(replace(base, **{"adjacency": "learned", **kw}), x, y, n)
         assert p["kmax"] != pytest.approx(parts["kmax"]), kw
 
 
@@ -278,6 +279,7 @@ def test_paper_literal_flag_sets_the_literal_forms():
         ("hlnet", "input", "none", "cosine")
     assert (cfg.proximity, cfg.normal_subspace, cfg.cluster_layer, cfg.bcg_gate) == ("plain", 0, "gcn1", 0.0)
     assert (cfg.adjacency, cfg.residual, cfg.standardize) == ("sum", False, False)   # literal means literal
+    assert (cfg.bc, cfg.bcg, cfg.cross_batch) == (True, True, "1")                  # every part of the method
     help_text = TR.build_parser().format_help()
     assert "--no-residual --no-standardize" in " ".join(help_text.split())
     cfg = TR.config_from_args(TR.build_parser().parse_args([]))

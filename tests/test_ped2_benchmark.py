@@ -50,7 +50,7 @@ def standin(tmp_path):
 
 def args(data, feats, work, *extra):
     return ["--frames", str(data / "frames"), "--features", str(feats), "--work", str(work), "--splits", "1",
-            "--seeds", "1", "--epochs", "2", "--configs", "defaults,mil,distance", *extra]
+            "--seeds", "1", "--epochs", "2", "--configs", "defaults,mil,bc,distance", *extra]
 
 
 def test_end_to_end_table_cache_and_rerun(standin, capsys):
@@ -59,7 +59,7 @@ def test_end_to_end_table_cache_and_rerun(standin, capsys):
     mod = load_script()                  # its main() is the command line (a subprocess would only add torch's import)
     assert mod.main(args(data, feats, work, "--markdown", str(md))) == 0
     first = capsys.readouterr().out
-    assert "6 runs, 0 cached" in first and "ETA" in first
+    assert "8 runs, 0 cached" in first and "ETA" in first
 
     # step 2: the roots
     tevad = work / "roots" / "tevad"
@@ -77,21 +77,21 @@ def test_end_to_end_table_cache_and_rerun(standin, capsys):
     # step 3: one line per run, mechanism measured against the training videos' truth
     rows = [json.loads(l) for l in (work / "results.jsonl").read_text().splitlines()]
     assert sorted((r["split"], r["config"]) for r in rows) == sorted(
-        (s, c) for s in ("tevad", "r0") for c in ("defaults", "mil", "distance"))
+        (s, c) for s in ("tevad", "r0") for c in ("defaults", "mil", "bc", "distance"))
     assert all(0 <= r["auc"] <= 1 and 0 <= r["ap"] <= 1 for r in rows)
     for r in rows:
-        if r["config"] == "defaults":
+        if r["config"] == "bc":                                 # the batch clustering loss: k-means runs
             assert 0 <= r["purity"] <= 1 and 0 < r["anomaly_rate"] < 1 and r["d_abnormal"] is not None
         else:
-            assert r["purity"] is None                          # no clustering in MIL, none untrained
+            assert r["purity"] is None                          # no clustering in the defaults, MIL, untrained
     dist = {r["split"]: r["auc"] for r in rows if r["config"] == "distance"}
     assert dist["tevad"] > 0.8                                  # the planted shift is found untrained
 
     # step 4: the table
     table = md.read_text()
     assert table.strip() in first
-    for line in ("| defaults | (none) |", "| plain MIL | `--no-bc --cross-batch none --adjacency none` |",
-                 "| distance to normal (untrained) | (untrained) |", "| defaults - plain MIL (paired) |",
+    for line in ("| defaults (the graph backbone) | (none) |", "| plain MIL | `--adjacency none` |",
+                 "| distance to normal (untrained) | (untrained) |", "| defaults (the graph backbone) - plain MIL (paired) |",
                  "| configuration | tevad | r0 |"):
         assert line in table
     assert "1 pairs |" in table and f"{100 * dist['tevad']:.1f}" in table
@@ -100,7 +100,7 @@ def test_end_to_end_table_cache_and_rerun(standin, capsys):
     before = (work / "results.jsonl").read_text()
     assert mod.main(args(data, feats, work)) == 0
     out = capsys.readouterr().out
-    assert "6 runs, 6 cached" in out and "0 to do" in out and "[1/" not in out
+    assert "8 runs, 8 cached" in out and "0 to do" in out and "[1/" not in out
     assert (work / "results.jsonl").read_text() == before
     assert table.strip() in out
 
@@ -117,7 +117,7 @@ def test_changed_flags_mean_new_runs_and_missing_data_is_skipped(standin, capsys
     k = mod.run_key("defaults", root, 0, 50, "cpu", fp)
     assert k == mod.run_key("defaults", root, 0, 50, "cpu", fp)
     assert len({k, mod.run_key("defaults", root, 1, 50, "cpu", fp), mod.run_key("defaults", root, 0, 2, "cpu", fp),
-                mod.run_key("bcg", root, 0, 50, "cpu", fp), mod.run_key("defaults", root, 0, 50, "cpu", {"data": 2})}) == 5
+                mod.run_key("full", root, 0, 50, "cpu", fp), mod.run_key("defaults", root, 0, 50, "cpu", {"data": 2})}) == 5
     # Zhong et al.'s draws: the sizes of TEVAD's training list, anomalous drawn first
     tr, te = mod.random_split(3, truth, 2, 2)
     assert sorted(tr + te) == sorted(truth) and sum(n.startswith("Test") for n in tr) == 2 and len(tr) == 4

@@ -373,7 +373,7 @@ def test_generic_clip_truth_file_gives_the_log_its_truth_measures(root, tmp_path
         assert back[n]["label"] == int(truth[n]["clip_labels"].any()) and back[n]["split"] == ""
     seg = T.load_segment_truth(data, names, 16)
     assert seg.shape == (len(names), 16) and seg.sum() > 0
-    assert run(data, tmp_path / "run") == 0
+    assert run(data, tmp_path / "run", "--bc") == 0
     log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(0 <= r["purity"] <= 1 and 0 < r["anomaly_rate"] < 1 for r in log)
 
