@@ -150,10 +150,37 @@ def video_thumbnails(path: str | Path, n: int = N_THUMBS, width: int = THUMB_WID
                     continue
                 h = max(2, int(round(frame.height * width / frame.width / 2)) * 2)
                 img = frame.to_image().resize((width, h))
+                rot = int(round(getattr(frame, "rotation", 0) or 0))
+                if rot % 90 == 0 and rot % 360:            # as players show it (display matrix)
+                    img = img.rotate(rot, expand=True)
                 buf = io.BytesIO()
                 img.save(buf, format="JPEG", quality=70)
                 out.append({"t": round(float(frame.time if frame.time is not None else t), 3),
                             "src": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()})
+    except Exception:  # noqa: BLE001 - thumbnails are a convenience; the curve still works
+        return out
+    return out
+
+
+def folder_thumbnails(folder: str | Path, fps: float, n: int = N_THUMBS,
+                      width: int = THUMB_WIDTH) -> list[dict[str, Any]]:
+    """Thumbnails of a frame folder (numbered images, ``fps`` frames a second), like
+    :func:`video_thumbnails`; [] when its images cannot be read."""
+    from PIL import Image
+
+    from .video import frame_images
+
+    images = frame_images(folder)
+    out: list[dict[str, Any]] = []
+    try:
+        for k in sorted({int(len(images) * (i + 0.5) / n) for i in range(n)} if images else ()):
+            with Image.open(images[k]) as im:
+                im = im.convert("RGB")
+                im = im.resize((width, max(2, int(round(im.height * width / im.width)))))
+                buf = io.BytesIO()
+                im.save(buf, format="JPEG", quality=70)
+            out.append({"t": round(k / fps, 3),
+                        "src": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()})
     except Exception:  # noqa: BLE001 - thumbnails are a convenience; the curve still works
         return out
     return out
@@ -202,7 +229,7 @@ def render_page(template: str, script: str, title: str, data: Any) -> str:
 
 def detect_page_data(out_dir: str | Path, summary: dict, thumbnails: bool = True) -> dict[str, Any]:
     """The detect page's data from a detection folder's summary (videos with results only)."""
-    from .detect import read_intervals_csv, read_scores_csv
+    from .timeline import read_intervals_csv, read_scores_csv, read_times_csv
 
     out_dir = Path(out_dir)
     clip_len = int((summary.get("extractor") or {}).get("clip_len") or 16)
@@ -212,11 +239,12 @@ def detect_page_data(out_dir: str | Path, summary: dict, thumbnails: bool = True
             problems.append(f"{row.get('video')}: {row.get('error')}")
             continue
         files = row.get("files", {})
-        scores_path = out_dir / Path(files.get("scores", f"{row['video']}.scores.csv")).name
-        ivs_path = out_dir / Path(files.get("intervals", f"{row['video']}.intervals.csv")).name
+        scores_path = out_dir / f"{row['video']}.scores.csv"           # the key keeps its folders
+        ivs_path = out_dir / f"{row['video']}.intervals.csv"
         try:
             scores = read_scores_csv(scores_path)
             intervals = read_intervals_csv(ivs_path)
+            times = read_times_csv(scores_path).round(4).tolist() if row.get("vfr") else None
         except (OSError, ValueError) as e:
             problems.append(f"{row['video']}: cannot read its outputs ({e})")
             continue
@@ -224,11 +252,13 @@ def detect_page_data(out_dir: str | Path, summary: dict, thumbnails: bool = True
         playable = src.is_file() and browser_playable(src)
         settings = row.get("settings", {})
         videos.append(dict(
-            name=row["video"], file=src.name, fps=float(row["fps"]), frames=int(len(scores)),
-            duration_s=round(len(scores) / float(row["fps"]), 3), max_score=float(np.max(scores)) if len(scores) else 0.0,
+            name=row["video"], file=src.name, fps=float(row["fps"]), frames=int(len(scores)), times=times,
+            duration_s=float(row.get("duration_s") or round(len(scores) / float(row["fps"]), 3)),
+            max_score=float(np.max(scores)) if len(scores) else 0.0,
             src=relative_url(src, out_dir) if playable else None,
-            thumbs=[] if playable or not thumbnails or not src.is_file() else video_thumbnails(src),
-            missing=not src.is_file(), scores=encode_scores(scores, clip_len), intervals=intervals,
+            thumbs=([] if playable or not thumbnails or not src.exists() else
+                    folder_thumbnails(src, float(row["fps"])) if src.is_dir() else video_thumbnails(src)),
+            missing=not src.exists(), scores=encode_scores(scores, clip_len), intervals=intervals,
             threshold=settings.get("threshold", summary.get("threshold")),
             min_duration_s=settings.get("min_duration_s", summary.get("min_duration_s")),
             merge_gap_s=settings.get("merge_gap_s", summary.get("merge_gap_s")),

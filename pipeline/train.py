@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from .cli import HelpFormatter, progress, run_cli
+from .cli import HelpFormatter, check_device, progress, run_cli
 from . import diagnostics as DG
 from .clustering import (CROSS_BATCH_WAYS, PSEUDO_LABELS, PSEUDO_RULES, CrossBatchMemory, clustering_input,
                          kmeans2, pseudo_labels, random_pseudo_labels)
@@ -756,7 +756,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: train(config_from_args(args)))
+
+    def run():
+        check_device(args.device)                  # before anything is read or written
+        train(config_from_args(args))
+    return run_cli(run)
 
 
 if __name__ == "__main__":
