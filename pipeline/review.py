@@ -321,8 +321,11 @@ def evaluation_page_data(report: dict, videos: Sequence[Any]) -> dict[str, Any]:
     keys = ("dataset", "checkpoint", "checkpoint_epoch", "selected_by", "headline", "auc", "ap", "auc_abnormal",
             "far", "far_threshold", "per_class", "n_videos", "n_abnormal_videos", "n_normal_videos", "n_frames",
             "n_anomalous_frames")
+    normal_frames = int(np.sum(labels == 0))
+    all_false = int(sum(r["false_alarms"] for r in rows))       # normal frames of every video, anomalous ones too
     return dict(kind="report", report={k: report.get(k) for k in keys}, roc=roc, pr=pr,
                 positive_rate=float(labels.mean()) if len(labels) else 0.0,
+                false_alarm_frames=all_false, far_all=all_false / normal_frames if normal_frames else None,
                 generated=time.strftime("%Y-%m-%d %H:%M"), videos=rows)
 
 

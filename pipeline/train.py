@@ -68,7 +68,8 @@ class TrainConfig:
     out: str | None = None             # default runs/<dataset>
     train_list: str | None = None      # default: found in data_root (data.SPLIT_CANDIDATES)
     features: str | None = None        # default: data_root/features if present, else data_root
-    feature_dim: int = 2048            # I3D ResNet-50: 2048 (XD's official RGB: 1024, C3D fc6: 4096)
+    feature_dim: int | None = None     # None: the width of the first training video's features
+                                       # (I3D ResNet-50: 2048, XD's official RGB: 1024, C3D fc6: 4096)
     epochs: int = 50                   # (ours)
     seed: int = 0
     device: str = "auto"
@@ -113,7 +114,7 @@ class TrainConfig:
         c.out = c.out or f"runs/{c.dataset}"
         c.T = DEFAULT_T[c.dataset] if c.T is None else c.T
         for name, ok, rule in (("epochs", c.epochs >= 1, "at least 1"), ("T", c.T >= 1, "at least 1"),
-                               ("feature_dim", c.feature_dim >= 1, "at least 1"),
+                               ("feature_dim", c.feature_dim is None or c.feature_dim >= 1, "at least 1"),
                                ("lr", c.lr > 0 and math.isfinite(c.lr), "a positive number"),
                                ("weight_decay", 0 <= c.weight_decay < math.inf, ">= 0"),
                                ("dropout", 0 <= c.dropout < 1, "in [0, 1)"),
@@ -563,6 +564,11 @@ def train(cfg: TrainConfig) -> Path:
 
     root = Path(cfg.data_root)
     videos = D.load_split(root, cfg.dataset, "train", list_path=cfg.train_list, features_root=cfg.features)
+    if cfg.feature_dim is None:                        # the files' own width (XD's official RGB: 1024)
+        try:
+            cfg.feature_dim = int(np.load(Path(videos[0].paths[0]), mmap_mode="r").shape[-1])
+        except Exception:                              # load_training_set names the file and the problem
+            cfg.feature_dim = D.FEATURE_DIM
     fs = load_training_set(videos, cfg.T, cfg.feature_dim, cfg.quiet,
                            cache_dir=Path(cfg.data_root) / CACHE_DIR if cfg.cache else None)
     in_dim = fs.feats.shape[-1]
@@ -679,7 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run directory (default runs/<dataset>)")
     p.add_argument("--train-list", default=None, help="training list (default: found in the data root)")
     p.add_argument("--features", default=None, help="feature folder (default: <data-root>/features or the data root)")
-    p.add_argument("--feature-dim", type=int, default=d.feature_dim, help="feature width the files must have")
+    p.add_argument("--feature-dim", type=int, default=d.feature_dim,
+                   help="feature width the files must have (default: the width of the first training "
+                        "video's file, e.g. 2048 for I3D ResNet-50, 1024 for XD-Violence's official RGB)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the larger kind of training videos")
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seed of the model, the validation split, the batches and k-means (same seed, same model)")
@@ -734,7 +742,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "slowly or not at all (default: on; bench/RESULTS.md, issue 8)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="hold out this share of the training videos (stratified) and keep the checkpoint "
-                        "with the best video-level AUC on them as best.pt; the test set is never used")
+                        "with the best video-level AUC on them as best.pt; the test set is never used. "
+                        "Default 0: every training video trains and model.pt is the result (pipeline.study "
+                        "holds out 0.1, because its protocol reports the validation-selected model)")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="do not read or write the resampled training set in <data-root>/.pipeline_cache/ "
                         "(keyed by the list, the files' sizes and times, T and the width; safe to delete)")
