@@ -142,8 +142,12 @@ def test_detect_cli_end_to_end(trained, capsys):
     printed = capsys.readouterr().out
     assert "probe_video" in printed and "RANDOM" in printed
 
-    # never silently overwrite
+    # a rerun with the same settings keeps the finished video; other settings are never silently overwritten
+    before = (out / "probe_video.scores.csv").stat().st_mtime_ns
     rc = det.main([str(trained["video"]), "--checkpoint", str(trained["run"]), "--out", str(out), *FX, *RANDOM])
+    assert rc == 0 and (out / "probe_video.scores.csv").stat().st_mtime_ns == before
+    rc = det.main([str(trained["video"]), "--checkpoint", str(trained["run"]), "--out", str(out),
+                   "--threshold", "0.6", *FX, *RANDOM])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     assert det.main([str(trained["video"]), "--checkpoint", str(trained["run"]), "--out", str(out),
                      "--overwrite", "--quiet", *FX, *RANDOM]) == 0
