@@ -48,8 +48,6 @@ or has a warning (truncated, shorter than one clip, rotation not applied: as ``p
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import sys
