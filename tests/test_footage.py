@@ -364,3 +364,32 @@ def test_review_does_not_import_detect():
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert not {"detect", "pipeline.detect"} & imported, f"pipeline/{name}.py imports detect"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node to run the page's script")
+def test_page_script_finds_the_same_intervals_on_frame_times(tmp_path):
+    """common.js mirrors timeline.find_intervals, times included (the browser tests check the page;
+    this runs the same functions in node where no browser is installed)."""
+    rng = np.random.default_rng(0)
+    times = np.cumsum(rng.choice([0.02, 0.04, 0.1], 300)).round(4) - 0.02                 # (300,) VFR
+    scores = np.clip(np.convolve(rng.random(300), np.ones(9) / 9, "same") * 1.6 - 0.3, 0, 1).round(6)
+    cases = [(0.5, 0.0, 0.0), (0.5, 0.3, 0.2), (0.4, 1.0, 0.5), (0.6, 0.1, 1.0)]
+    script = tmp_path / "run.js"
+    script.write_text(
+        "const fs = require('fs'), vm = require('vm');\n"
+        f"vm.runInThisContext(fs.readFileSync({str(ROOT / 'pipeline/review_assets/common.js')!r}, 'utf8'));\n"
+        f"const s = {json.dumps(scores.tolist())}, t = {json.dumps(times.tolist())};\n"
+        f"console.log(JSON.stringify({json.dumps(cases)}.map(([th, md, mg]) => "
+        "[findIntervals(s, 25, th, md, mg, t), findIntervals(s, 25, th, md, mg)])));\n")
+    r = subprocess.run(["node", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    found = 0
+    for (th, md, mg), (timed, counted) in zip(cases, json.loads(r.stdout)):
+        for js, py in ((timed, det.find_intervals(scores, 25.0, th, md, mg, times=times)),
+                       (counted, det.find_intervals(scores, 25.0, th, md, mg))):
+            assert len(js) == len(py)                  # same runs; numbers to the 6th decimal (rounding)
+            assert all(a == pytest.approx(b, abs=2e-6) for a, b in zip(js, py))
+            found += len(py)
+    assert found > 4
+    for name in ("common.js", "detect.js", "report.js"):                   # the page scripts parse
+        assert subprocess.run(["node", "--check", str(ROOT / "pipeline/review_assets" / name)]).returncode == 0
