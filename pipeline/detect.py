@@ -443,7 +443,7 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
     if not any(p.exists() for p, _ in inputs):              # before the checkpoint and the weights
         raise FileNotFoundError(f"{inputs[0][0]}: no such file or directory"
                                 + (f" (nor any of the other {len(inputs) - 1} inputs)" if len(inputs) > 1 else ""))
-    check_writable(out)                                     # before any work (ValueError: one line)
+    check_writable(out, create=False)                       # before any work (ValueError: one line)
 
     # checkpoint and extractor
     try:

@@ -114,15 +114,23 @@ def stale_temp_files(out_dir: Path, key: str) -> List[Path]:
     return list(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
 
 
-def check_writable(out_dir: Path) -> None:
+def check_writable(out_dir: Path, create: bool = True) -> None:
     """Raise ValueError (one line naming the folder) unless ``out_dir`` is, or can be made, a
-    writable folder. Called before any expensive work."""
+    writable folder. Called before any expensive work. ``create=False``: nothing is created; the
+    folder, or its nearest existing parent, is tried instead."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir}: exists and is not a folder")
+    where = out_dir
+    if not create:
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            raise ValueError(f"--out {out_dir}: {where} is not a folder")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-test.{socket.gethostname()}-{os.getpid()}"
+        if create:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        probe = where / f".write-test.{socket.gethostname()}-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
