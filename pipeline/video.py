@@ -76,16 +76,20 @@ def frame_images(folder: PathLike) -> List[Path]:
 
 
 def is_frame_folder(path: PathLike) -> bool:
-    """A folder holding image files and no video file: one video, its frames in name order."""
+    """A folder holding image files, no video file and no subfolder: one video, its frames in name
+    order. (A folder with subfolders is searched instead: a stray image beside ``Test001/`` ...
+    must not turn the whole tree into one video.)"""
     path = Path(path)
     if not path.is_dir():
         return False
     has_image = False
     for p in path.iterdir():
-        if p.name.startswith(".") or not p.is_file():
+        if p.name.startswith("."):
             continue
-        if is_video_file(p):
+        if p.is_dir() or is_video_file(p):
             return False
+        if not p.is_file():
+            continue
         has_image = has_image or is_image_file(p)
     return has_image
 
