@@ -14,7 +14,7 @@ inline (``pipeline/review_assets/``, data as inline JSON), plots are drawn in th
   strip of thumbnails taken here with PyAV), the score curve with a playhead, the detected
   intervals listed and drawn, click to seek, keys ``n`` / ``p`` for the next / previous interval,
   and a threshold slider that recomputes the intervals in the page with the rule of
-  :func:`pipeline.detect.find_intervals` (mirrored in ``common.js``; a browser test checks that
+  :func:`pipeline.timeline.find_intervals` (mirrored in ``common.js``; a browser test checks that
   both agree).
 * ``report.html`` (evaluate): AUC, AP, FAR, ROC and PR curves, per-class AUC, and each test
   video's score curve against its ground truth, worst first (missed anomalous frames plus
@@ -22,7 +22,7 @@ inline (``pipeline/review_assets/``, data as inline JSON), plots are drawn in th
 
 Scores travel compactly: a per-frame curve that is a per-clip curve repeated (as detect and
 evaluate produce) is stored as its clip values, ``{"n": frames, "step": 16, "v": [...]}``; the
-page expands it with the same rule as :func:`pipeline.detect.frame_scores`.
+page expands it with the same rule as :func:`pipeline.timeline.frame_scores`.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ BROWSER_FORMATS: dict[str, set[str]] = {
 
 def encode_scores(frame_scores: np.ndarray, step: int = 16, decimals: int = 6) -> dict[str, Any]:
     """Per-frame scores (F,) -> ``{"n": F, "step": k, "v": values}`` with
-    ``frame_scores == frame_scores_of(v, F, k)`` (see :func:`pipeline.detect.frame_scores`:
+    ``frame_scores == frame_scores_of(v, F, k)`` (see :func:`pipeline.timeline.frame_scores`:
     value c on frames c*k .. c*k+k-1, the last value repeated past the end); ``step`` 1 when the
     curve is not piecewise constant on ``step`` frames. Values rounded to ``decimals``."""
     s = np.round(np.asarray(frame_scores, np.float64), decimals)                # (F,)

@@ -7,7 +7,7 @@ function pageData() {
 }
 
 /** {n, step, v, q?} -> Float64Array(n): value c on frames c*step .. c*step+step-1, the last value
- *  repeated past the end (pipeline.detect.frame_scores / review.decode_scores). */
+ *  repeated past the end (pipeline.timeline.frame_scores / review.decode_scores). */
 function expandScores(enc) {
   const n = enc.n, step = enc.step, q = enc.q || 1, v = enc.v;
   const out = new Float64Array(n);
