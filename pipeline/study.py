@@ -416,7 +416,7 @@ def run_study(args: argparse.Namespace) -> dict:
                           val_fraction=args.val_fraction, T=args.T, batch_size=args.batch_size, lr=args.lr,
                           weight_decay=args.weight_decay, dropout=args.dropout, lambda1=args.lambda1,
                           mu=args.mu, kmeans_iters=args.kmeans_iters, adjacency=args.adjacency,
-                          quiet=True, **({"feature_dim": args.feature_dim} if args.feature_dim else {})).resolved()
+                          quiet=True, feature_dim=args.feature_dim or 2048).resolved()   # 2048: cache keys as before
     fingerprint = data_fingerprint(data_root, args.dataset)
     jobs = plan_jobs(cells, seeds_of, base, fingerprint)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
