@@ -726,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda1", type=float, default=d.lambda1, help="weight of L_bc (eq. 3)")
     p.add_argument("--mu", type=float, default=d.mu, help="normal-distance bound (eq. 1)")
     p.add_argument("--feature-dim", type=int, default=None,
-                   help="feature width of the files (default: train's, 2048)")
+                   help="feature width of the files (default 2048)")
     p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters, help="Lloyd iterations of each batch's k-means")
     p.add_argument("--adjacency", default=d.adjacency, choices=TR.ADJACENCIES, help="how the two graphs combine")
     p.add_argument("--no-test-selection", action="store_true",
