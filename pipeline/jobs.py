@@ -111,7 +111,7 @@ class VideoJob:
             if self.writer is None:
                 self.writer = NpyStreamWriter(self.out_dir / f"{self.key}.npy",
                                               (self.extractor.crops, self.extractor_dim), self.extractor.dtype)
-            self.writer.append(self.extractor.features(batch))      # (B, crops, 2048)
+            self.writer.append(self.extractor.features(batch))      # (B, crops, D)
         except Exception as exc:  # e.g. CUDA OOM, disk full: fail this video only
             self.fail(f"{self.video}: feature extraction failed ({type(exc).__name__}: {exc})")
             return False

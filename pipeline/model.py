@@ -39,7 +39,8 @@ scalar w (initialised at 0.5 through a sigmoid) and uses the row-stochastic mix
 own segment: the plain top-k MIL reference, not the paper's model).
 
 A graph convolution is ``H' = A H W + b`` (Kipf & Welling without self-normalisation, since A is
-already row-stochastic) plus a linear residual of H, as in HL-Net's graph layers.
+already row-stochastic), by default plus a linear residual of H, as in HL-Net's graph layers
+(``residual=False``, ``--no-residual``: the plain layer the paper describes).
 ``forward`` returns each layer's activation *before* dropout ("fc", "gcn1", "gcn2"): these are what
 batch clustering sees (Sec. 2.2). The module does no I/O and holds no global state.
 """
@@ -122,15 +123,16 @@ def proximity_adjacency(T: int, device=None, dtype=torch.float32) -> torch.Tenso
 
 
 class GraphConv(nn.Module):
-    """``H' = A (H W) + b + H R``: one graph layer with a learned mix of the two adjacencies."""
+    """``H' = A (H W) + b + H R``: one graph layer with a learned mix of the two adjacencies
+    (without ``H R`` when ``residual`` is False)."""
 
-    def __init__(self, in_dim: int, out_dim: int, adjacency: str = "learned"):
+    def __init__(self, in_dim: int, out_dim: int, adjacency: str = "learned", residual: bool = True):
         super().__init__()
         if adjacency not in ADJACENCIES:
             raise ValueError(f"adjacency must be one of {ADJACENCIES}, got {adjacency!r}")
         self.adjacency = adjacency
         self.weight = nn.Linear(in_dim, out_dim, bias=True)
-        self.residual = nn.Linear(in_dim, out_dim, bias=False)
+        self.residual = nn.Linear(in_dim, out_dim, bias=False) if residual else None
         # sigmoid(0) = 0.5: start from the plain sum; only trained when adjacency == "learned".
         self.mix_logit = nn.Parameter(torch.zeros(()), requires_grad=adjacency == "learned")
 
@@ -144,11 +146,12 @@ class GraphConv(nn.Module):
 
     def forward(self, h: torch.Tensor, a_sim: torch.Tensor, a_prox: torch.Tensor) -> torch.Tensor:
         # h: (B, T, in), a_sim: (B, T, T), a_prox: (T, T) or (B, T, T) -> (B, T, out)
+        res = self.residual(h) if self.residual is not None else 0.0
         if self.adjacency == "none":
-            return self.weight(h) + self.residual(h)
+            return self.weight(h) + res
         w = self.mix().to(h.dtype)
         a = w * a_sim + (1 - w) * a_prox
-        return a @ self.weight(h) + self.residual(h)
+        return a @ self.weight(h) + res
 
 
 class AnomalyGCN(nn.Module):
@@ -161,7 +164,8 @@ class AnomalyGCN(nn.Module):
 
     def __init__(self, in_dim: int = 2048, fc_dim: int = 512, gcn_dims: tuple[int, int] = (128, 32),
                  dropout: float = 0.6, sim_threshold: float = 0.7, adjacency: str = "learned",
-                 similarity: str = "centred", graph_features: str = "fc", proximity: str = "gated"):
+                 similarity: str = "centred", graph_features: str = "fc", proximity: str = "gated",
+                 residual: bool = True):
         super().__init__()
         if proximity not in PROXIMITIES:
             raise ValueError(f"proximity must be one of {PROXIMITIES}, got {proximity!r}")
@@ -175,9 +179,9 @@ class AnomalyGCN(nn.Module):
         self.similarity = similarity
         self.graph_features = graph_features
         self.fc = nn.Linear(in_dim, fc_dim)
-        self.gcn1 = GraphConv(fc_dim, gcn_dims[0], adjacency)
-        self.gcn2 = GraphConv(gcn_dims[0], gcn_dims[1], adjacency)
-        self.gcn3 = GraphConv(gcn_dims[1], 1, adjacency)
+        self.gcn1 = GraphConv(fc_dim, gcn_dims[0], adjacency, residual)
+        self.gcn2 = GraphConv(gcn_dims[0], gcn_dims[1], adjacency, residual)
+        self.gcn3 = GraphConv(gcn_dims[1], 1, adjacency, residual)
         self.drop = nn.Dropout(dropout)
         self.register_buffer("feature_mean", torch.zeros(in_dim))
         self.register_buffer("feature_std", torch.ones(in_dim))
@@ -210,7 +214,8 @@ def build_model(config: dict, in_dim: int) -> AnomalyGCN:
                       adjacency=config.get("adjacency", "learned"),
                       similarity=config.get("similarity", "hlnet"),
                       graph_features=config.get("graph_features", "fc"),
-                      proximity=config.get("proximity", "plain"))
+                      proximity=config.get("proximity", "plain"),
+                      residual=config.get("residual", True))
 
 
 class FCBaseline(nn.Module):

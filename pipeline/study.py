@@ -66,7 +66,7 @@ KEY_EXCLUDE = ("out", "device", "resume", "overwrite", "quiet", "keep_epochs", "
 #: the behaviour from before it existed: at that value the field stays out of the key, so adding an
 #: option does not invalidate every cached run. Add a line here when adding such an option; any
 #: other field, new or changed, is part of the key (a stale run is never reused).
-KEY_NEUTRAL = {"standardize": False}
+KEY_NEUTRAL = {"standardize": False, "residual": True}
 TABLES = ("2", "3", "4", "fig2")
 DEFAULT_ALPHAS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5)
 TEST_SELECTED_LABEL = "test-set selection (optimistic, not a valid protocol)"
@@ -416,7 +416,7 @@ def run_study(args: argparse.Namespace) -> dict:
                           val_fraction=args.val_fraction, T=args.T, batch_size=args.batch_size, lr=args.lr,
                           weight_decay=args.weight_decay, dropout=args.dropout, lambda1=args.lambda1,
                           mu=args.mu, kmeans_iters=args.kmeans_iters, adjacency=args.adjacency,
-                          quiet=True, feature_dim=args.feature_dim or 2048).resolved()   # 2048: cache keys as before
+                          quiet=True, **({"feature_dim": args.feature_dim} if args.feature_dim else {})).resolved()
     fingerprint = data_fingerprint(data_root, args.dataset)
     jobs = plan_jobs(cells, seeds_of, base, fingerprint)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
@@ -726,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda1", type=float, default=d.lambda1, help="weight of L_bc (eq. 3)")
     p.add_argument("--mu", type=float, default=d.mu, help="normal-distance bound (eq. 1)")
     p.add_argument("--feature-dim", type=int, default=None,
-                   help="feature width of the files (default 2048)")
+                   help="feature width of the files (default: train's, the first training file's width)")
     p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters, help="Lloyd iterations of each batch's k-means")
     p.add_argument("--adjacency", default=d.adjacency, choices=TR.ADJACENCIES, help="how the two graphs combine")
     p.add_argument("--no-test-selection", action="store_true",

@@ -43,6 +43,40 @@ does not depend on ``dim``:
 seed (well above chance, far from perfect; cf. 0.78 for the same score on 17 real UCF-Crime test
 videos); ``signal = 0`` gives chance (0.4-0.6), ``signal = 3`` makes the task easy (> 0.98).
 
+That is the ``old`` profile (the default), kept bit for bit. Measured against real features
+(``bench/real_stats.py``) it is too easy in the way that matters to the method: the anomaly holds
+as much of a video's variation as its first principal direction, so K=2 k-means on one video's clips
+partly finds it (purity 0.92 against a majority share of 0.79), which it does not on real features
+(purity = majority share); it also has 14% zeros (real I3D: under 1%) and almost constant clip norms.
+``profile="ped2"`` / ``"ucf"`` (``--profile``) select the *calibrated* model instead, with the
+parameters in ``PROFILES`` (fitted to real UCSD Ped2 Inception-I3D clips and to UCF-Crime's C3D
+segments). Per dimension d, video v, clip t, before a final ReLU::
+
+    x[t, d] = m[d] * gain[t] + s[d] * (video * o[d] + motion * sum_j sqrt(l_j) z[t, j] u[j, d]
+                                       + noise * e[t, d] + anomaly[t] * a[d])
+
+* ``m ~ Gamma(mean_shape, mean_level / mean_shape)``: the mean profile (mean ``mean_level``, CV
+  ``1/sqrt(mean_shape)``); ``s = spread * mean_level^(1-p) * m^p`` (:func:`spread_profile`): busier
+  dimensions vary more, as in real I3D features (per-dimension std ~ mean^0.6 in Ped2);
+* ``o``: the video's own offset (N(0, 1) per dimension): sets the between-video share of variance;
+* motion: ``motion_rank`` AR(1) series ``z`` (coefficient ``rho``, centred on the video's mean) with
+  variances ``l_j ~ j^-motion_decay`` summing to 1 (:func:`motion_variances`), along directions
+  ``u = sqrt(1 - private) * shared + sqrt(private) * own`` (unit per-dimension RMS);
+* ``e``: white noise; ``gain[t] = 1 + gain * (AR(1), centred)``: clip-to-clip changes of overall
+  activity (spread of clip norms);
+* anomalies: 1-2 intervals covering a uniform ``anomaly_fraction`` share of an abnormal video (draws
+  above 1 cover the whole video, as Ped2's anomalies often do) add ``signal * anomaly * (1 + 0.2 *
+  wobble)`` along the class direction ``a = anomaly_common * common + sqrt(1 - anomaly_common^2) *
+  own`` (unit per-dimension RMS). No distractors; ``scene`` is -1 in the truth;
+* with ``crops > 1`` each crop adds its own white noise (``0.1 * noise``, in units of s) before the ReLU.
+
+Profile defaults: ``ped2`` 1024-d, Ped2's lengths (8, 10 or 12 clips); ``ucf`` 2048-d, UCF-Crime's
+lengths. The ``ucf`` profile takes its structure from the C3D segments (pooled to 32 segments and
+L2-normalised, a generated ucf set matches them) but keeps I3D's dense, mean-0.25 activations,
+since the pipeline reads I3D features (C3D fc6 is 75% zeros). At ``signal = 1`` the
+distance-to-normal AUC is near the real sets' (ped2 0.67-0.70 vs 0.67; ucf 0.72-0.80 vs 0.78;
+bench/RESULTS.md, "Real vs generated feature statistics").
+
 CLI: ``python -m pipeline.synth --out DIR [--dataset ucf|sht|xd] [--preset tiny|small|ucf-scale] ...``
 (``--help`` lists everything). Output is built in a temporary folder beside ``out`` and renamed into
 place; a non-empty ``out`` is refused unless ``--overwrite``.
@@ -57,6 +91,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +112,9 @@ PRESETS: dict[str, dict] = {
     "ucf-scale": dict(n_train_normal=800, n_train_abnormal=810, n_test_normal=150, n_test_abnormal=140,
                       min_clips=10, max_clips=3000, lengths="ucf", dtype="float16", crops=1),
 }
+
+# UCSD Ped2's 28 videos: 3 of 120 frames, 10 of 150, 15 of 180 (ucsd_ped2/videos.json) -> 8, 10, 12 clips
+PED2_FRAMES = (120,) * 3 + (150,) * 10 + (180,) * 15
 
 _SHARED_UCF = [Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf_crime",
                Path("/work/shared/data/ucf_crime")]
@@ -174,6 +212,117 @@ def _video(rng: np.random.Generator, w: _World, n: int, crops: int, cls_idx: int
 
 
 # --------------------------------------------------------------------------------------------
+# the calibrated feature model (--profile ped2 | ucf)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Profile:
+    """Parameters of the calibrated feature model (see the module docstring; values in ``PROFILES``)."""
+
+    dim: int                                 # default feature width
+    min_clips: int                           # default clip-count range and distribution
+    max_clips: int
+    lengths: str
+    anomaly_fraction: tuple[float, float]    # uniform range of the share of an abnormal video's clips inside
+                                             # its intervals; draws above 1 make the whole video anomalous
+    mean_shape: float                        # Gamma shape of the per-dimension mean profile m (CV 1/sqrt(shape))
+    mean_level: float                        # mean of m (the mean activation before the ReLU)
+    scale_power: float                       # per-dimension spread s_d = spread * mean_level^(1-p) * m_d^p
+    spread: float
+    video: float                             # a video's own offset, in units of s
+    motion: float                            # within-video smooth variation, in units of s
+    motion_rank: int                         # its directions; variances ~ j^-motion_decay, j = 1..rank
+    motion_decay: float
+    private: float                           # share of the motion's variance along the video's own directions
+    rho: float                               # AR(1) coefficient of consecutive clips
+    noise: float                             # white noise per clip, in units of s
+    gain: float                              # std of a smooth per-clip gain (1 + gain * AR(1)) on m
+    anomaly: float                           # anomaly amplitude at signal 1, in units of s
+    anomaly_common: float                    # weight of the component all anomaly classes share
+
+
+PROFILES: dict[str, Profile] = {   # calibrated with bench/real_stats.py (bench/RESULTS.md, issue 15)
+    "ped2": Profile(dim=1024, min_clips=1, max_clips=3000, lengths="ped2", anomaly_fraction=(0.45, 1.25),
+                    mean_shape=2.8, mean_level=0.25, scale_power=0.6, spread=0.25, video=0.8, motion=1.1,
+                    motion_rank=12, motion_decay=1.0, private=0.3, rho=0.7, noise=0.75, gain=0.1,
+                    anomaly=0.55, anomaly_common=0.9),
+    "ucf": Profile(dim=2048, min_clips=10, max_clips=3000, lengths="ucf", anomaly_fraction=(0.04, 0.26),
+                   mean_shape=2.8, mean_level=0.25, scale_power=0.6, spread=0.25, video=1.8, motion=1.1,
+                   motion_rank=12, motion_decay=1.0, private=0.9, rho=0.93, noise=0.65, gain=0.1,
+                   anomaly=1.0, anomaly_common=0.9),
+}
+OLD_DEFAULTS = dict(dim=2048, min_clips=20, max_clips=120, lengths="uniform")   # --profile old
+
+
+def spread_profile(m: np.ndarray, spread: float, power: float, level: float) -> np.ndarray:
+    """Per-dimension spread ``spread * level^(1-power) * m^power``: proportional to the mean when
+    power = 1, equal for every dimension when power = 0, ``spread * level`` where m = level."""
+    return spread * level ** (1 - power) * np.power(np.maximum(m, 0), power)
+
+
+def motion_variances(rank: int, decay: float) -> np.ndarray:
+    """(rank,) variances ``j^-decay`` of the motion directions, j = 1..rank, scaled to sum to 1."""
+    v = np.arange(1, rank + 1, dtype=np.float64) ** -decay
+    return (v / v.sum()).astype(np.float32)
+
+
+class _RealWorld:
+    """Dataset-level structure of the calibrated model: mean profile, spreads, shared directions."""
+
+    def __init__(self, rng: np.random.Generator, dim: int, n_classes: int, p: Profile):
+        self.dim, self.p = dim, p
+        self.mean = (rng.gamma(p.mean_shape, p.mean_level / p.mean_shape, dim)).astype(np.float32)     # (D,)
+        self.spread = spread_profile(self.mean, p.spread, p.scale_power, p.mean_level).astype(np.float32)  # (D,)
+        self.motion_dirs = _directions(rng, p.motion_rank, dim)                                       # (r, D)
+        self.motion_sd = np.sqrt(motion_variances(p.motion_rank, p.motion_decay))                      # (r,)
+        common = _directions(rng, 1, dim)[0]
+        own = _directions(rng, n_classes, dim)
+        cls = p.anomaly_common * common + math.sqrt(1 - p.anomaly_common ** 2) * own
+        self.classes = cls / np.sqrt((cls ** 2).mean(axis=1, keepdims=True))                           # (K, D)
+
+
+def _real_intervals(rng: np.random.Generator, n: int, lo: float, hi: float) -> list[tuple[int, int]]:
+    """1-2 disjoint clip intervals [a, b) covering a uniform lo-hi share of n clips, at most all n (one
+    interval when it covers n - 1 or more clips, in videos under 10 clips, or by a coin flip)."""
+    total = min(n, max(1, int(round(rng.uniform(lo, hi) * n))))
+    if total >= n - 1 or n < 10 or total < 2 or rng.random() >= 0.5:
+        a = int(rng.integers(0, n - total + 1))
+        return [(a, a + total)]
+    l1 = int(rng.integers(1, total))
+    free = n - total - 1                                     # one clip gap between the two
+    c1, c2 = np.sort(rng.integers(0, free + 1, 2))
+    a1 = int(c1)
+    a2 = a1 + l1 + 1 + int(c2 - c1)
+    return [(a1, a1 + l1), (a2, a2 + total - l1)]
+
+
+def _real_video(rng: np.random.Generator, w: _RealWorld, n: int, crops: int, cls_idx: int | None,
+                signal: float) -> tuple[np.ndarray, dict]:
+    """One video of the calibrated model: features ``(n, D)`` or ``(n, crops, D)`` float32 and its truth."""
+    p, D = w.p, w.dim
+    own = _directions(rng, p.motion_rank, D)                                                  # (r, D)
+    dirs = math.sqrt(1 - p.private) * w.motion_dirs + math.sqrt(p.private) * own              # (r, D)
+    z = _ar1(rng, n, p.motion_rank, p.rho) * w.motion_sd                                      # (n, r)
+    z -= z.mean(0)                                   # motion around the video's own mean (its offset)
+    h = p.video * rng.standard_normal(D, dtype=np.float32) + p.motion * (z @ dirs)            # (n, D)
+    h += p.noise * rng.standard_normal((n, D), dtype=np.float32)
+    labels = np.zeros(n, np.uint8)
+    ivs: list[tuple[int, int]] = []
+    if cls_idx is not None:
+        ivs = _real_intervals(rng, n, *p.anomaly_fraction)
+        wobble = 1 + 0.2 * _ar1(rng, n, 1, rho=0.8)[:, 0]                                     # (n,)
+        for a, b in ivs:
+            h[a:b] += (signal * p.anomaly * wobble[a:b, None]) * w.classes[cls_idx]
+            labels[a:b] = 1
+    g = _ar1(rng, n, 1, p.rho)[:, 0]
+    gain = 1 + p.gain * (g - g.mean())                                                        # (n,)
+    x = gain[:, None] * w.mean + w.spread * h                                                 # (n, D)
+    if crops > 1:
+        x = x[:, None, :] + 0.1 * p.noise * w.spread * rng.standard_normal((n, crops, D), dtype=np.float32)
+    np.maximum(x, 0, out=x)
+    return x, dict(labels=labels, distractor=np.zeros(n, np.uint8), scene=-1, intervals=ivs)
+
+
+# --------------------------------------------------------------------------------------------
 # clip counts
 # --------------------------------------------------------------------------------------------
 def _ucf_frame_counts() -> tuple[dict[str, list[int]], str]:
@@ -208,8 +357,11 @@ def _clip_counts(rng, n: int, group: str, lengths: str, min_clips: int, max_clip
         else:
             c = np.round(rng.lognormal(math.log(250), 1.0, n)).astype(int)
         return np.clip(c, min_clips, max_clips)
+    if lengths == "ped2":
+        c = np.ceil(rng.choice(np.asarray(PED2_FRAMES), size=n, replace=True) / CLIP_LEN).astype(int)
+        return np.clip(c, min_clips, max_clips)
     if lengths != "uniform":
-        raise ValueError(f"lengths must be 'uniform' or 'ucf', got {lengths!r}")
+        raise ValueError(f"lengths must be 'uniform', 'ucf' or 'ped2', got {lengths!r}")
     return rng.integers(min_clips, max_clips + 1, n)
 
 
@@ -287,22 +439,40 @@ def _finalize(tmp: Path, out: Path) -> None:
 
 
 def make_dataset(out, dataset: str = "ucf", n_train_normal: int = 40, n_train_abnormal: int = 40,
-                 n_test_normal: int = 20, n_test_abnormal: int = 20, min_clips: int = 20,
-                 max_clips: int = 120, crops: int = 1, dim: int = 2048, dtype: str = "float32",
-                 signal: float = 1.0, seed: int = 0, lengths: str = "uniform", private_motion: float = 0.0,
-                 overwrite: bool = False, progress: bool | None = None) -> dict:
+                 n_test_normal: int = 20, n_test_abnormal: int = 20, min_clips: int | None = None,
+                 max_clips: int | None = None, crops: int = 1, dim: int | None = None, dtype: str = "float32",
+                 signal: float = 1.0, seed: int = 0, lengths: str | None = None, private_motion: float = 0.0,
+                 profile: str = "old", overwrite: bool = False, progress: bool | None = None) -> dict:
     """Write a synthetic feature dataset in ``dataset``'s real format into ``out``.
 
     ``lengths``: 'uniform' draws clip counts uniformly in [min_clips, max_clips]; 'ucf' draws them
     like UCF-Crime's real lengths (frame counts from ekosman's Train/Test_Annotation.txt under
-    ``../shared`` when present, else a lognormal around 250 clips), clipped to [min_clips, max_clips].
+    ``../shared`` when present, else a lognormal around 250 clips), 'ped2' like UCSD Ped2's (8, 10 or
+    12 clips, ``PED2_FRAMES``), both clipped to [min_clips, max_clips].
     ``private_motion``: share of each video's smooth temporal variation that runs along directions
     of its own rather than the dataset's shared ones (0, the default, keeps every earlier set as it
     was; 1 is closer to real features, whose dominant within-video variation differs between videos).
+    ``profile``: the feature model. 'old' (the default) is the original generator, bit for bit;
+    'ped2' and 'ucf' are the calibrated model (module docstring) with the parameters in ``PROFILES``,
+    fitted to real UCSD Ped2 Inception-I3D clips and to UCF-Crime's C3D segments (bench/real_stats.py).
+    ``dim``, ``min_clips``, ``max_clips`` and ``lengths`` default to the profile's (old: 2048, 20, 120,
+    'uniform'; ped2: 1024, 1, 3000, 'ped2'; ucf: 2048, 10, 3000, 'ucf').
+    ``private_motion`` applies to the old profile only.
     ``progress``: tqdm bar (default: on for more than 200 videos). Returns a summary dict
     (counts, clips, paths), also saved as ``out/synth.json``.
     """
     out = Path(out)
+    if profile != "old" and profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected old, {', '.join(PROFILES)}")
+    prof = PROFILES.get(profile)
+    dflt = OLD_DEFAULTS if prof is None else dict(dim=prof.dim, min_clips=prof.min_clips,
+                                                    max_clips=prof.max_clips, lengths=prof.lengths)
+    dim = dflt["dim"] if dim is None else dim
+    min_clips = dflt["min_clips"] if min_clips is None else min_clips
+    max_clips = dflt["max_clips"] if max_clips is None else max_clips
+    lengths = dflt["lengths"] if lengths is None else lengths
+    if prof is not None and private_motion:
+        raise ValueError("private_motion applies to profile 'old' only (the calibrated profiles set their own)")
     if dataset not in ("ucf", "sht", "xd"):
         raise ValueError(f"unknown dataset {dataset!r}; expected ucf, sht or xd")
     if not (1 <= min_clips <= max_clips):
@@ -323,7 +493,7 @@ def make_dataset(out, dataset: str = "ucf", n_train_normal: int = 40, n_train_ab
 
     rng = np.random.default_rng(seed)
     n_classes = len(XD_CODES) if dataset == "xd" else len(UCF_CLASSES)
-    world = _World(rng, dim, n_classes)
+    world = _World(rng, dim, n_classes) if prof is None else _RealWorld(rng, dim, n_classes, prof)
     vids = _plan(dataset, counts, rng)
     pools, lengths_src = _ucf_frame_counts() if lengths == "ucf" else ({}, "")
     if lengths == "ucf" and not pools:
@@ -354,7 +524,10 @@ def make_dataset(out, dataset: str = "ucf", n_train_normal: int = 40, n_train_ab
             bar = None
         files = []
         for v in vids:
-            x, truth = _video(rng, world, v["clips"], crops, v["k"], signal, private_motion)
+            if prof is None:
+                x, truth = _video(rng, world, v["clips"], crops, v["k"], signal, private_motion)
+            else:
+                x, truth = _real_video(rng, world, v["clips"], crops, v["k"], signal)
             v.update(truth)
             if dataset == "xd":  # one (clips, D) file per crop
                 xs = x if x.ndim == 3 else x[:, None, :]
@@ -376,13 +549,16 @@ def make_dataset(out, dataset: str = "ucf", n_train_normal: int = 40, n_train_ab
         paths = _write_lists(tmp, dataset, vids)
         _save_truth(tmp / "synth_truth.npz", vids)
         summary = dict(
-            dataset=dataset, out=str(out), seed=seed, signal=signal, private_motion=private_motion, dim=dim, crops=crops,
+            dataset=dataset, out=str(out), seed=seed, profile=profile, signal=signal, private_motion=private_motion,
+            dim=dim, crops=crops,
             dtype=np_dtype.name, lengths=lengths, lengths_source=lengths_src, counts=counts,
             clips={s: int(sum(v["clips"] for v in vids if v["split"] == s)) for s in ("train", "test")},
             n_files=len(files),
             bytes=int(sum(f.stat().st_size for f in files)),
             paths={k: str(out / p) for k, p in paths.items()} | {"truth": str(out / "synth_truth.npz")},
         )
+        if prof is not None:
+            summary["profile_parameters"] = asdict(prof)
         (tmp / "synth.json").write_text(json.dumps(summary, indent=2) + "\n")
         _finalize(tmp, out)
     except BaseException:
@@ -482,29 +658,40 @@ def main(argv: list[str] | None = None) -> int:
     base = {k: v.default for k, v in inspect.signature(make_dataset).parameters.items()}
 
     def dflt(key):   # the preset's value wins over make_dataset's default
+        if key in OLD_DEFAULTS:
+            return (f"default: the profile's (old: the preset's, else {OLD_DEFAULTS[key]}; "
+                    + "; ".join(f"{n}: {getattr(pr, key)}" for n, pr in PROFILES.items()) + ")")
         return f"default: the preset's, else {base[key]}"
     for flag, help_ in (("n-train-normal", "normal training videos"), ("n-train-abnormal", "abnormal training videos"),
                         ("n-test-normal", "normal test videos"), ("n-test-abnormal", "abnormal test videos"),
                         ("min-clips", "fewest 16-frame clips per video"), ("max-clips", "most clips per video"),
                         ("crops", "crops per clip (RTFM uses 10)"), ("dim", "feature width (I3D R50: 2048)")):
         p.add_argument(f"--{flag}", type=int, help=f"{help_} ({dflt(flag.replace('-', '_'))})")
-    p.add_argument("--lengths", choices=("uniform", "ucf"), help=f"clip-count distribution ({dflt('lengths')})")
+    p.add_argument("--lengths", choices=("uniform", "ucf", "ped2"), help=f"clip-count distribution ({dflt('lengths')})")
     p.add_argument("--dtype", choices=("float16", "float32", "float64"), help=f"stored dtype ({dflt('dtype')})")
     p.add_argument("--signal", type=float, help=f"anomaly strength, 0 = chance, 3 = easy ({dflt('signal')})")
     p.add_argument("--private-motion", type=float,
                    help="share of each video's smooth variation along its own directions instead of shared "
                         "ones, in [0, 1] (default 0; real features are closer to 1)")
+    p.add_argument("--profile", default="old", choices=("old",) + tuple(PROFILES),
+                   help="feature model: old (default; the original generator, unchanged), ped2 (calibrated to real "
+                        "UCSD Ped2 I3D clips: 1024-d, Ped2's 8, 10 or 12 clips, anomalies fill 45-100%% of a video) or ucf "
+                        "(calibrated to UCF-Crime's C3D segments: 2048-d, UCF-Crime lengths, anomalies 4-26%%). "
+                        "With ped2/ucf a preset gives only the video counts, crops and dtype; the profile sets "
+                        "--dim and the lengths unless given")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     a = p.parse_args(argv)
     kw = dict(PRESETS[a.preset]) if a.preset else {}
+    if a.profile != "old":                 # the calibrated profiles bring their own width and lengths
+        kw = {k: v for k, v in kw.items() if k not in ("dim", "min_clips", "max_clips", "lengths")}
     for k in ("n_train_normal", "n_train_abnormal", "n_test_normal", "n_test_abnormal", "min_clips",
               "max_clips", "crops", "dim", "lengths", "dtype", "signal", "private_motion"):
         if getattr(a, k) is not None:
             kw[k] = getattr(a, k)
     try:
-        s = make_dataset(a.out, dataset=a.dataset, seed=a.seed, overwrite=a.overwrite,
+        s = make_dataset(a.out, dataset=a.dataset, seed=a.seed, profile=a.profile, overwrite=a.overwrite,
                          progress=False if a.quiet else None, **kw)
     except KeyboardInterrupt:
         return interrupted()

@@ -34,7 +34,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ from . import data as D
 from .cli import HelpFormatter, check_device, progress, run_cli
 from . import diagnostics as DG
 from .clustering import (CROSS_BATCH_WAYS, PSEUDO_LABELS, PSEUDO_RULES, CrossBatchMemory, clustering_input,
-                         kmeans2, pseudo_labels, random_pseudo_labels)
+                         far_pseudo_labels, kmeans2, novelty, pseudo_labels, random_pseudo_labels)
 from .io import atomic_torch_save, atomic_write, atomic_write_json, atomic_write_text
 from .losses import batch_clustering_loss, centre_distance, kmax_k, kmax_loss, kmax_loss_logits, total_loss
 from .metrics import video_level_auc
@@ -57,7 +57,21 @@ CLUSTER_CENTERS = ("video", "none")
 #: --paper-literal: the paper's (and HL-Net's) literal forms where ours differ (README, "How the
 #: paper's equations act here").
 PAPER_LITERAL = dict(similarity="hlnet", graph_features="input", proximity="plain", cluster_center="none",
-                     pseudo_rule="cosine", normal_subspace=0, cluster_layer="gcn1", bcg_gate=0.0)
+                     pseudo_rule="cosine", normal_subspace=0, cluster_layer="gcn1", bcg_gate=0.0,
+                     adjacency="sum", residual=False, standardize=False)
+
+#: What --paper-literal cannot take from the paper, because the paper does not say (README).
+LITERAL_KEEPS = ("the two graphs summed with equal weights (the paper builds 'a global graph' from both and "
+                 "gives no rule), HL-Net's threshold 0.7, the optimiser settings (Adam, --lr, --weight-decay, "
+                 "--dropout, --epochs), mu, lambda1 and the k-means iterations")
+
+
+def literal_flags() -> str:
+    """PAPER_LITERAL as command-line flags (booleans as --x / --no-x)."""
+    def flag(k, v):
+        name = k.replace("_", "-")
+        return (f"--{name}" if v else f"--no-{name}") if isinstance(v, bool) else f"--{name} {v}"
+    return " ".join(flag(k, v) for k, v in PAPER_LITERAL.items())
 
 
 @dataclass
@@ -68,8 +82,8 @@ class TrainConfig:
     out: str | None = None             # default runs/<dataset>
     train_list: str | None = None      # default: found in data_root (data.SPLIT_CANDIDATES)
     features: str | None = None        # default: data_root/features if present, else data_root
-    feature_dim: int | None = None     # None: the width of the first training video's features
-                                       # (I3D ResNet-50: 2048, XD's official RGB: 1024, C3D fc6: 4096)
+    feature_dim: int | None = None     # None: the first training file's width. I3D ResNet-50: 2048,
+                                       # Inception-I3D (XD's official RGB): 1024, C3D fc6: 4096
     epochs: int = 50                   # (ours)
     seed: int = 0
     device: str = "auto"
@@ -84,18 +98,20 @@ class TrainConfig:
     cluster_layer: str = "fc"          # (ours) the FC output, before dropout; paper: GCN-1 (Table 3)
     cross_batch: str = "1"             # paper: way 1 (Table 4); "none" for no memory
     bc: bool = True                    # batch clustering loss (Table 2)
-    bcg: bool = True                   # clustering-guided scores (Table 2)
-    bcg_gate: float = 1.5              # (ours) eq. 5 only in batches with d_abnormal >= bcg_gate * d_normal
+    bcg: bool = False                  # (ours, by experiment on real data) clustering-guided scores (Table 2):
+                                       # off by default, see README "Choices"; --bcg turns them on
+    bcg_gate: float = 0.0              # eq. 5 only in batches with d_abnormal >= bcg_gate * d_normal (0: always)
     kmeans_iters: int = 10             # (ours)
     adjacency: str = "learned"         # (ours) how the two graphs combine, see model.py
-    similarity: str = "centred"        # (ours) similarity graph: "centred" (masked, video mean removed) or
-                                       # "hlnet" (the literal form), see model.py
-    graph_features: str = "fc"         # (ours) graphs built from the FC output before dropout, or "input" (HL-Net)
-    proximity: str = "gated"           # (ours) proximity graph gated by the centred similarity, or "plain"
+    residual: bool = True              # (ours, HL-Net's layer) a linear residual of H in each graph layer
+    similarity: str = "hlnet"          # HL-Net's literal graph (real data, README "Choices"); "centred": masked,
+                                       # video mean removed, see model.py
+    graph_features: str = "input"      # HL-Net: the standardised input features; "fc": the FC output before dropout
+    proximity: str = "plain"           # the paper's exp(-|i-j|/e); "gated": cut where centred cosines disagree
     cluster_center: str = "video"      # (ours) remove each video's mean before k-means ("none": literal)
     normal_subspace: int = 64          # (ours) leading directions of normal videos' variation removed before k-means
-    pseudo_rule: str = "minority"      # (ours) the batch's smaller cluster; "mean": higher mean score;
-                                       # "cosine": eq. 4 as printed
+    pseudo_rule: str = "far"           # (ours) the cluster farther from the normal videos; "minority": the
+                                       # smaller; "mean": higher mean score; "cosine": eq. 4 as printed
     pseudo_labels: str = "cluster"     # control: "ones" (every abnormal segment boosted), "random"
     standardize: bool = True           # (ours) z-score inputs with training statistics (bench/RESULTS.md, issue 8)
     cache: bool = True                 # keep the resampled training set in <data_root>/.pipeline_cache
@@ -381,7 +397,7 @@ def clustering_step(z: torch.Tensor, n_normal: int, memories: dict, cfg: TrainCo
 
 
 def guided_boost(scores: torch.Tensor, assign: torch.Tensor, cfg: TrainConfig,
-                 generator: torch.Generator) -> torch.Tensor:
+                 generator: torch.Generator, nov: torch.Tensor | None = None) -> torch.Tensor:
     """Pseudo-labels of the abnormal videos' segments (eq. 4, or a control) -> (b, T) float in {0, 1}.
 
     scores: (b, T) the abnormal videos' scores; assign: (b, T) their k-means cluster labels.
@@ -390,7 +406,10 @@ def guided_boost(scores: torch.Tensor, assign: torch.Tensor, cfg: TrainConfig,
     """
     if cfg.pseudo_labels == "ones":
         return torch.ones_like(scores, dtype=torch.float)
-    pseudo = pseudo_labels(scores, assign, cfg.pseudo_rule)                    # (b, T), one decision per video
+    if cfg.pseudo_rule == "far":
+        pseudo = far_pseudo_labels(assign, nov)                                # (b, T), one decision per batch
+    else:
+        pseudo = pseudo_labels(scores, assign, cfg.pseudo_rule)                # (b, T), one decision per video
     if cfg.pseudo_labels == "random":
         return random_pseudo_labels(pseudo.shape, float(pseudo.mean()), generator).to(pseudo)
     return pseudo
@@ -428,7 +447,8 @@ def training_step(model, x, y, n_normal: int, memories: dict, cfg: TrainConfig,
             parts.update(bc_normal=cl["bc_normal"].item(), bc_abnormal=cl["bc_abnormal"].item())
         pseudo = None
         if cfg.bcg:
-            pseudo = guided_boost(out["scores"][n_normal:], cl["assign_abnormal"], cfg, generator)   # (b, T)
+            nov = novelty(out[cfg.cluster_layer], n_normal)[n_normal:] if cfg.pseudo_rule == "far" else None
+            pseudo = guided_boost(out["scores"][n_normal:], cl["assign_abnormal"], cfg, generator, nov)   # (b, T)
             guided = clusters_found_anomalies(cl["d_normal"], cl["d_abnormal"], cfg.bcg_gate)
             boost = torch.zeros_like(out["scores"], dtype=torch.bool)       # (B, T): eq. 5's condition
             boost[n_normal:] = (pseudo > 0.5) & guided
@@ -564,11 +584,8 @@ def train(cfg: TrainConfig) -> Path:
 
     root = Path(cfg.data_root)
     videos = D.load_split(root, cfg.dataset, "train", list_path=cfg.train_list, features_root=cfg.features)
-    if cfg.feature_dim is None:                        # the files' own width (XD's official RGB: 1024)
-        try:
-            cfg.feature_dim = int(np.load(Path(videos[0].paths[0]), mmap_mode="r").shape[-1])
-        except Exception:                              # load_training_set names the file and the problem
-            cfg.feature_dim = D.FEATURE_DIM
+    if cfg.feature_dim is None:                              # every other file must have the same width
+        cfg = replace(cfg, feature_dim=D.feature_width(videos[0].paths))
     fs = load_training_set(videos, cfg.T, cfg.feature_dim, cfg.quiet,
                            cache_dir=Path(cfg.data_root) / CACHE_DIR if cfg.cache else None)
     in_dim = fs.feats.shape[-1]
@@ -686,8 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-list", default=None, help="training list (default: found in the data root)")
     p.add_argument("--features", default=None, help="feature folder (default: <data-root>/features or the data root)")
     p.add_argument("--feature-dim", type=int, default=d.feature_dim,
-                   help="feature width the files must have (default: the width of the first training "
-                        "video's file, e.g. 2048 for I3D ResNet-50, 1024 for XD-Violence's official RGB)")
+                   help="feature width the files must have (default: the first training file's, e.g. 2048 "
+                        "for I3D ResNet-50, 1024 for Inception-I3D)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the larger kind of training videos")
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seed of the model, the validation split, the batches and k-means (same seed, same model)")
@@ -704,12 +721,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cross-batch", default=d.cross_batch, choices=CROSS_BATCH_WAYS,
                    help="cross-batch learning way (Table 4); none = random k-means starts")
     p.add_argument("--no-bc", dest="bc", action="store_false", help="drop the batch clustering loss (Table 2)")
-    p.add_argument("--no-bcg", dest="bcg", action="store_false", help="drop the clustering-guided scores (Table 2)")
+    p.add_argument("--bcg", action=argparse.BooleanOptionalAction, default=d.bcg,
+                   help="clustering-guided scores, eq. 4-5 (Table 2). Off by default: on real features (UCSD Ped2) "
+                        "the clusters' pseudo-labels were no better than the anomaly rate and boosting them lowered "
+                        "the frame AUC (README, 'Choices'); --bcg turns them on, as in the paper")
     p.add_argument("--bcg-gate", type=float, default=d.bcg_gate, metavar="R",
                    help="apply eq. 5 to a batch only when its abnormal videos' two clusters lie at least R times "
                         "as far apart as its normal videos' (eq. 1's distances); 0 = always (the paper)")
     p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters, help="Lloyd iterations of each batch's k-means")
     p.add_argument("--adjacency", default=d.adjacency, choices=ADJACENCIES, help="how the two graphs combine")
+    p.add_argument("--residual", action=argparse.BooleanOptionalAction, default=d.residual,
+                   help="a linear residual of each graph layer's input (HL-Net's layer); --no-residual is the "
+                        "plain graph convolution H' = A H W + b the paper describes")
     p.add_argument("--similarity", default=d.similarity, choices=SIMILARITIES,
                    help="similarity graph: 'centred' (ours: cosines of deviations from the video mean, "
                         "pairs below 0.7 masked out) or 'hlnet' (the literal softmax of thresholded cosines)")
@@ -733,9 +756,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pseudo-labels", default=d.pseudo_labels, choices=PSEUDO_LABELS,
                    help="controls for eq. 4-5: 'cluster' (the method), 'ones' (boost every abnormal segment: "
                         "the clamp alone), 'random' (random labels at the clustering's positive rate)")
-    literal = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in PAPER_LITERAL.items())
     p.add_argument("--paper-literal", action="store_true",
-                   help=f"the paper's literal forms where ours differ: {literal} (overrides those flags)")
+                   help=f"the paper's literal forms where ours differ: {literal_flags()} (overrides those flags). "
+                        f"It keeps what the paper leaves open: {LITERAL_KEEPS}")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=d.standardize,
                    help="z-score each feature dimension with the training videos' statistics (stored in the "
                         "model, so evaluate and detect apply them); without it raw I3D-like features train "

@@ -149,6 +149,7 @@ def _batch(seed=0, T=12, D=16, n=3):
 
 
 def _cfg(**kw):
+    kw.setdefault("bcg", True)          # these tests exercise eq. 4-5, which are off by default
     return replace(TR.TrainConfig(), dropout=0.0, **kw)
 
 
@@ -198,7 +199,8 @@ def test_pseudo_labels_are_computed_from_abnormal_scores_and_clusters(monkeypatc
     x, y, n = _batch()
     calls = []
     real = TR.guided_boost
-    monkeypatch.setattr(TR, "guided_boost", lambda s, a, c, g: calls.append((s.detach().clone(), a.clone())) or real(s, a, c, g))
+    monkeypatch.setattr(TR, "guided_boost",
+                        lambda s, a, c, g, nov=None: calls.append((s.detach().clone(), a.clone())) or real(s, a, c, g, nov))
     model, _, _ = _step(_cfg(), x, y, n)
     scores, assign = calls[0]
     with torch.no_grad():
@@ -237,7 +239,7 @@ def test_each_switch_changes_the_computation():
     _, _, p_nc = _step(replace(base, cluster_center="none"), x, y, n)
     assert p_nc["d_abnormal"] != pytest.approx(parts["d_abnormal"])
     # the graph options give other models
-    for kw in (dict(similarity="hlnet"), dict(graph_features="input"), dict(proximity="plain"), dict(adjacency="none")):
+    for kw in (dict(similarity="centred"), dict(graph_features="fc"), dict(proximity="gated"), dict(adjacency="none")):
         _, _, p = _step(replace(base, **kw), x, y, n)
         assert p["kmax"] != pytest.approx(parts["kmax"]), kw
 
@@ -274,8 +276,25 @@ def test_paper_literal_flag_sets_the_literal_forms():
     assert (cfg.similarity, cfg.graph_features, cfg.cluster_center, cfg.pseudo_rule) == \
         ("hlnet", "input", "none", "cosine")
     assert (cfg.proximity, cfg.normal_subspace, cfg.cluster_layer, cfg.bcg_gate) == ("plain", 0, "gcn1", 0.0)
+    assert (cfg.adjacency, cfg.residual, cfg.standardize) == ("sum", False, False)   # literal means literal
+    help_text = TR.build_parser().format_help()
+    assert "--no-residual --no-standardize" in " ".join(help_text.split())
     cfg = TR.config_from_args(TR.build_parser().parse_args([]))
-    assert (cfg.similarity, cfg.cluster_center) == ("centred", "video")
+    assert (cfg.similarity, cfg.cluster_center, cfg.bcg, cfg.pseudo_rule) == ("hlnet", "video", False, "far")
+
+
+def test_graph_layer_without_residual_is_the_plain_convolution():
+    from pipeline.model import GraphConv
+    torch.manual_seed(0)
+    h = torch.randn(1, 3, 4)
+    a = torch.softmax(torch.randn(1, 3, 3), -1)
+    layer = GraphConv(4, 2, "sum", residual=False)
+    assert layer.residual is None and not any("residual" in k for k in layer.state_dict())
+    # H' = A H W + b with A = (A_sim + A_prox) / 2; here A_sim = A_prox = a
+    expected = a @ (h @ layer.weight.weight.T + layer.weight.bias)
+    assert torch.allclose(layer(h, a, a), expected, atol=1e-6)
+    with_res = GraphConv(4, 2, "sum", residual=True)
+    assert "residual.weight" in with_res.state_dict()
 
 
 def test_gated_proximity_by_hand():
@@ -402,3 +421,27 @@ def test_nearest_centre_by_hand_and_against_distances():
     g = torch.Generator().manual_seed(0)
     pts, cc = torch.randn(500, 16, generator=g), torch.randn(2, 16, generator=g)
     assert torch.equal(nearest_centre(pts, cc), torch.cdist(pts, cc).argmin(dim=1))
+
+
+def test_far_rule_by_hand():
+    from pipeline.clustering import far_pseudo_labels, novelty
+    # normal videos (first 2) sit at (0, 0) and (2, 0): their mean m = (1, 0)
+    h = torch.tensor([[[0.0, 0.0], [0.0, 0.0]],
+                      [[2.0, 0.0], [2.0, 0.0]],
+                      [[1.0, 3.0], [1.0, 0.5]],            # abnormal: novelty 3 and 0.5
+                      [[1.0, 4.0], [2.0, 0.0]]])           # abnormal: novelty 4 and 1
+    nov = novelty(h, 2)
+    assert torch.allclose(nov[2:], torch.tensor([[3.0, 0.5], [4.0, 1.0]]))
+    # cluster 0 holds the far segments (mean novelty 3.5) and is the larger... or smaller: it does not matter
+    assign = torch.tensor([[0, 1], [0, 1]])
+    assert far_pseudo_labels(assign, nov[2:]).tolist() == [[1.0, 0.0], [1.0, 0.0]]
+    assert far_pseudo_labels(1 - assign, nov[2:]).tolist() == [[1.0, 0.0], [1.0, 0.0]]   # names don't matter
+    big = torch.tensor([[0, 0], [0, 1]])                    # cluster 0 (3 of 4 segments, mean 2.5 > 1) is far
+    assert far_pseudo_labels(big, nov[2:]).tolist() == [[1.0, 1.0], [1.0, 0.0]]          # unlike 'minority'
+    assert far_pseudo_labels(torch.zeros(2, 2, dtype=torch.long), nov[2:]).sum() == 0      # one cluster: no label
+
+
+def test_far_rule_wired_into_the_training_step():
+    x, y, n = _batch()
+    _, _, parts = _step(_cfg(cluster_layer="fc", pseudo_rule="far", bcg_gate=0.0), x, y, n)
+    assert 0.0 <= parts["boosted"] <= 1.0 and parts["guided"] == 1.0

@@ -233,3 +233,137 @@ def test_private_motion(tmp_path):
     assert json.loads((tmp_path / "own" / "synth.json").read_text())["private_motion"] == 1.0
     with pytest.raises(ValueError, match="private_motion"):
         synth.make_dataset(tmp_path / "bad", "ucf", private_motion=1.5, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# the calibrated model (--profile ped2 | ucf)
+# --------------------------------------------------------------------------------------------
+def test_old_profile_is_the_original_generator(tmp_path):
+    """profile='old' (the default) writes what the generator wrote before profiles existed: the values
+    below come from the commit before them (3da11f2); the truth file is byte-identical there too."""
+    kw = dict(n_train_normal=2, n_train_abnormal=2, n_test_normal=1, n_test_abnormal=1, min_clips=12,
+              max_clips=30, dim=64, seed=7)
+    synth.make_dataset(tmp_path / "a", "ucf", **kw)
+    synth.make_dataset(tmp_path / "b", "ucf", profile="old", **kw)
+    f = "UCF_Test_ten_crop_i3d/Abuse002_x264_i3d.npy"
+    a, b = np.load(tmp_path / "a" / f), np.load(tmp_path / "b" / f)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (18, 64)
+    np.testing.assert_allclose(a.reshape(-1)[[0, 5, 77]], [0.2605481743812561, 0.36566561460494995,
+                                                            0.23188066482543945], rtol=1e-6)
+    n = np.load(tmp_path / "a" / "UCF_Train_ten_crop_i3d/Normal_Videos002_x264_i3d.npy")
+    assert n.shape == (28, 64)
+    np.testing.assert_allclose(n.reshape(-1)[[0, 5, 77]], [0.31516557931900024, 0.23263922333717346,
+                                                            0.057011015713214874], rtol=1e-6)
+    assert json.loads((tmp_path / "a" / "synth.json").read_text())["profile"] == "old"
+
+
+def test_spread_profile_and_motion_variances():
+    m = np.array([0.25, 1.0, 0.0, 0.0625])
+    # spread * level^(1-p) * m^p with spread 0.2, p 0.5, level 0.25: 0.2 * 0.5 * sqrt(m)
+    np.testing.assert_allclose(synth.spread_profile(m, 0.2, 0.5, 0.25), [0.05, 0.1, 0.0, 0.025])
+    np.testing.assert_allclose(synth.spread_profile(m, 0.2, 1.0, 0.25), 0.2 * m)     # proportional to m
+    np.testing.assert_allclose(synth.spread_profile(m, 0.2, 0.0, 0.25), [0.05] * 4)  # equal: spread * level
+    # j^-1 for j = 1, 2, 3 is 1, 1/2, 1/3 (sum 11/6) -> 6/11, 3/11, 2/11
+    np.testing.assert_allclose(synth.motion_variances(3, 1.0), [6 / 11, 3 / 11, 2 / 11], rtol=1e-6)
+    np.testing.assert_allclose(synth.motion_variances(4, 0.0), [0.25] * 4)
+
+
+def test_real_intervals():
+    rng = np.random.default_rng(0)
+    for n in (8, 12, 40):
+        for _ in range(200):
+            ivs = synth._real_intervals(rng, n, 0.5, 0.5)                      # exactly round(n / 2) clips
+            assert sum(b - a for a, b in ivs) == round(n / 2) and len(ivs) in (1, 2)
+            assert all(0 <= a < b <= n for a, b in ivs)
+            if len(ivs) == 2:
+                assert ivs[0][1] < ivs[1][0] and n >= 10                        # disjoint, a gap between
+    assert synth._real_intervals(rng, 10, 1.2, 1.5) == [(0, 10)]                # > 1: the whole video
+    full = [synth._real_intervals(rng, 12, 0.45, 1.25) == [(0, 12)] for _ in range(2000)]
+    assert 0.25 < np.mean(full) < 0.37                                          # P(u > 1) = 0.25 / 0.8
+
+
+def _shares(x: np.ndarray) -> tuple[float, float]:
+    """(clips, D) -> share of the mean-removed sum of squares along the first / first five principal directions."""
+    s = np.linalg.svd(x - x.mean(0), compute_uv=False) ** 2
+    return s[0] / s.sum(), s[:5].sum() / s.sum()
+
+
+def test_ped2_profile_statistics(tmp_path):
+    """The calibrated ped2 profile lands near the statistics measured on real UCSD Ped2 I3D clips
+    (bench/RESULTS.md, real vs generated), with ranges wide enough for a set of 32 videos."""
+    out = tmp_path / "p"
+    s = synth.make_dataset(out, "ucf", profile="ped2", n_train_normal=8, n_train_abnormal=8, n_test_normal=8,
+                           n_test_abnormal=8, seed=2)
+    assert s["dim"] == 1024 and s["profile_parameters"]["anomaly"] == synth.PROFILES["ped2"].anomaly
+    truth = synth.load_truth(out)
+    xs = {v.name: load_features(v.paths, 1024)[:, 0].astype(np.float64)
+          for split in ("train", "test") for v in load_split(out, "ucf", split)}
+    assert all(len(x) in (8, 10, 12) and len(x) == len(truth[k]["clip_labels"]) for k, x in xs.items())
+    allx = np.concatenate(list(xs.values()))
+    pc1, pc5 = np.median([_shares(x) for x in xs.values()], axis=0)
+    assert 0.25 < pc1 < 0.45 and 0.7 < pc5 < 0.88, (pc1, pc5)               # real Ped2: 0.32, 0.79
+    within = sum(((x - x.mean(0)) ** 2).sum() for x in xs.values())
+    between = 1 - within / ((allx - allx.mean(0)) ** 2).sum()
+    assert 0.2 < between < 0.5, between                                     # real: 0.37
+    assert (allx == 0).mean() < 0.02 and 0.2 < allx.mean() < 0.3              # real: 0.003, 0.25
+    norms = [np.linalg.norm(x, axis=1) for x in xs.values()]
+    cv = np.median([n.std() / n.mean() for n in norms])
+    assert 0.03 < cv < 0.1, cv                                              # real: 0.063 (old generator: 0.014)
+    frac = [t["clip_labels"].mean() for t in truth.values() if t["label"]]
+    assert 0.6 < np.median(frac) <= 1.0 and max(frac) == 1.0                # real: 0.87, 4 of 12 whole videos
+    assert all(not t["distractor"].any() and t["scene"] == -1 for t in truth.values())
+
+
+def test_ucf_profile_and_formats(tmp_path):
+    """ucf profile: videos differ more than their clips do (real C3D: 0.75 of the variance between
+    videos); every format parses; crops add their own noise; bad arguments are refused."""
+    out = tmp_path / "u"
+    synth.make_dataset(out, "ucf", profile="ucf", n_train_normal=6, n_train_abnormal=2, n_test_normal=2,
+                       n_test_abnormal=2, min_clips=40, max_clips=60, dim=256, seed=1)
+    xs = [load_features(v.paths, 256)[:, 0].astype(np.float64) for v in load_split(out, "ucf", "train")]
+    allx = np.concatenate(xs)
+    between = 1 - sum(((x - x.mean(0)) ** 2).sum() for x in xs) / ((allx - allx.mean(0)) ** 2).sum()
+    assert between > 0.5, between
+    for ds in ("sht", "xd"):
+        o = tmp_path / ds
+        synth.make_dataset(o, ds, profile="ped2", crops=3, dim=32, **{k: v for k, v in SMALL.items()
+                                                                    if k not in ("min_clips", "max_clips", "dim")})
+        truth = synth.load_truth(o)
+        for v in load_split(o, ds, "train"):
+            x = load_features(v.paths, 32)
+            assert x.shape == (len(truth[v.name]["clip_labels"]), 3, 32) and (x >= 0).all()
+            assert not np.array_equal(x[:, 0], x[:, 1])
+    with pytest.raises(ValueError, match="profile"):
+        synth.make_dataset(tmp_path / "bad", "ucf", profile="c3d", **SMALL)
+    with pytest.raises(ValueError, match="private_motion"):
+        synth.make_dataset(tmp_path / "bad", "ucf", profile="ped2", private_motion=0.5, **SMALL)
+
+
+def test_cli_profile(tmp_path):
+    out = tmp_path / "p"
+    r = subprocess.run([sys.executable, "-m", "pipeline.synth", "--out", str(out), "--preset", "tiny",
+                        "--profile", "ped2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "synth.json").read_text())
+    assert s["profile"] == "ped2" and s["dim"] == 1024            # the profile's width, not the preset's 2048
+    assert all(n in (8, 10, 12) for n in (len(t["clip_labels"]) for t in synth.load_truth(out).values()))
+    r = subprocess.run([sys.executable, "-m", "pipeline.synth", "--help"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert "--profile" in r.stdout and "ped2" in r.stdout
+
+
+def test_real_stats_bench_on_generated(tmp_path, capsys, monkeypatch):
+    """bench/real_stats.py runs on a generated root without any real data (those columns are skipped)."""
+    out = tmp_path / "g"
+    synth.make_dataset(out, "ucf", profile="ped2", n_train_normal=3, n_train_abnormal=3, n_test_normal=2,
+                       n_test_abnormal=3, dim=64, seed=1)
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import real_stats
+    assert real_stats.main(["--realdata", str(tmp_path / "none"), "--ped2", str(tmp_path / "none"),
+                            "--generated", str(out)]) == 0
+    r = capsys.readouterr()
+    assert "Ped2 column skipped" in r.err and "columns skipped" in r.err
+    rows = {l.split("|")[1].strip(): l.split("|")[2].strip() for l in r.out.splitlines()[2:]}
+    assert rows["videos (anomalous)"] == "11 (6)" and rows["dim"] == "64"
+    assert 0 <= float(rows["distance AUC"]) <= 1 and float(rows["between-video variance"]) > 0
