@@ -86,7 +86,7 @@ def _train_clip_supervised(videos: list[dict], features: Path, steps: int = 100)
     model = AnomalyGCN(in_dim=2048, dropout=0.0)
     data = []
     for v in videos:
-        x = torch.from_numpy(np.load(features / f"{v['name']}.npy"))[:, 0][None]      # (1, clips, 2048)
+        x = torch.from_numpy(np.load(next(features.rglob(f"{v['name']}.npy"))))[:, 0][None]   # (1, clips, 2048)
         y = torch.zeros(x.shape[1])
         for s, e in v["anomalies"]:
             y[s // 16:e // 16 + 1] = 1.0
