@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pipeline.decode import DecodePool
 from pipeline.featstore import finished_videos
-from pipeline.jobs import VideoJob, find_inputs, new_counts, record_duplicates
+from pipeline.jobs import VideoJob, decode_cfg, find_inputs, new_counts, record_duplicates
 from pipeline.video import num_clips
 
 log = logging.getLogger("pipeline.extract")
@@ -57,8 +57,9 @@ def progress_bar(enabled: bool, **kw):
 
 def run(inputs: Sequence[Path], out_dir: Path, extractor, *, workers: int = 2,
         overwrite: bool = False, rank: int = 0, world: int = 1, progress: bool = True,
-        queue_size: Optional[int] = None) -> Dict[str, int]:
-    """Extract every video of ``inputs`` (this rank's shard) into ``out_dir``.
+        queue_size: Optional[int] = None, image_fps: Optional[float] = None) -> Dict[str, int]:
+    """Extract every video of ``inputs`` (this rank's shard) into ``out_dir/<key>.npy`` (key: the
+    path relative to its input folder; frame folders at ``image_fps``).
 
     Returns counts {"ok", "partial", "failed", "skipped", "total"}. Raises SettingsMismatch
     when finished files there were made with other settings, ValueError when no video is found.
@@ -66,13 +67,13 @@ def run(inputs: Sequence[Path], out_dir: Path, extractor, *, workers: int = 2,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = extractor.meta
-    uniq, dups, costs = find_inputs(inputs)
-    mine = shard(costs, [v.stem for v in uniq], rank, world)
+    uniq, keys, dups, costs = find_inputs(inputs)
+    mine = shard(costs, keys, rank, world)
     counts = new_counts(len(mine))
-    done, todo_stems = finished_videos(out_dir, [uniq[i].stem for i in mine], meta, overwrite)
+    done, todo_keys = finished_videos(out_dir, [keys[i] for i in mine], meta, overwrite)
     counts["skipped"] = len(done)
-    todo_set = set(todo_stems)
-    todo = [i for i in mine if uniq[i].stem in todo_set]           # still longest first
+    todo_set = set(todo_keys)
+    todo = [i for i in mine if keys[i] in todo_set]                # still longest first
     if rank == 0:
         record_duplicates(out_dir, meta, dups, counts, rank)
     log.info("rank %d/%d: %d videos in shard, %d finished, %d to extract -> %s",
@@ -81,8 +82,8 @@ def run(inputs: Sequence[Path], out_dir: Path, extractor, *, workers: int = 2,
         return counts
 
     est_clips = {i: num_clips(int(costs[i]), extractor.tail) for i in todo}
-    cfg = extractor.decode_cfg(threads=extractor.threads or
-                               (max(1, (os.cpu_count() or 2) // max(1, workers)) if workers else 0))
+    cfg = decode_cfg(extractor, image_fps, threads=extractor.threads or
+                     (max(1, (os.cpu_count() or 2) // max(1, workers)) if workers else 0))
     source = DecodePool([str(v) for v in uniq], todo, cfg, workers, queue_size or max(4, 2 * workers + 2))
     overall = progress_bar(progress, total=sum(est_clips.values()) or None, unit="clip",
                            desc=f"rank {rank}" if world > 1 else "all videos", position=0,
@@ -100,10 +101,10 @@ def run(inputs: Sequence[Path], out_dir: Path, extractor, *, workers: int = 2,
             if vid in finished:
                 continue
             if vid not in jobs:
-                jobs[vid] = VideoJob(extractor, meta, out_dir, uniq[vid], rank)
+                jobs[vid] = VideoJob(extractor, meta, out_dir, uniq[vid], rank, keys[vid])
                 if progress and kind == "clips":
                     bars[vid] = progress_bar(True, total=est_clips[vid] or None, unit="clip",
-                                             desc=uniq[vid].stem[:30], leave=False,
+                                             desc=keys[vid][-30:], leave=False,
                                              position=1 + len(bars) % 8, dynamic_ncols=True)
             job = jobs[vid]
             row = None

@@ -101,3 +101,24 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 or action.nargs == 0 or "default" in text.lower() or "%(default)" in text):
             return text
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+def check_device(device: str | None, flag: str = "--device") -> None:
+    """Raise ValueError (one line) when ``device`` names a CUDA GPU this machine does not have.
+    Called before any work or output, so a refused run leaves nothing behind. None, "auto" and
+    "cpu" always pass."""
+    if device in (None, "", "auto") or not str(device).startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"{flag} {device}: no CUDA GPU is available here (torch.cuda.is_available() is False"
+                         + ("" if torch.version.cuda else "; this torch is a CPU-only build")
+                         + "); use --device cpu")
+    _, _, index = str(device).partition(":")
+    if index:
+        if not index.isdigit():
+            raise ValueError(f"{flag} {device}: not a device name (cuda, cuda:0, cuda:1, ...)")
+        if int(index) >= torch.cuda.device_count():
+            raise ValueError(f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                             f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")

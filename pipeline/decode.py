@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Sequence
 
-from pipeline.video import CLIP_LEN, FrameStream, VideoError, iter_clip_batches, iter_clips
+from pipeline.video import (CLIP_LEN, DEFAULT_IMAGE_FPS, FrameStream, VideoError, iter_clip_batches,
+                            iter_clips)
 
 #: A decode stopping before this fraction of the frames the header announces is a truncated file.
 TRUNCATED_BELOW = 0.9
@@ -28,12 +29,16 @@ TRUNCATED_BELOW = 0.9
 def decode_messages(vid: int, path: str, cfg: Dict[str, Any]) -> Iterator[tuple]:
     """Decode one video into messages for the model side (never raises for a bad video).
 
-    cfg: short_side, crop_size, tail, batch_size, threads. The final info's ``status`` is
-    "partial" when decoding stopped on an error after some frames, or when far fewer frames
-    decoded than the header announces (a truncated file); ``error`` then says why.
+    cfg: short_side, crop_size, tail, batch_size, threads, image_fps (frame folders). The final
+    info's ``status`` is "partial" when decoding stopped on an error after some frames, when far
+    fewer frames decoded than the header announces (a truncated file), or when the video is shorter
+    than one clip (its only clip is mostly padding); ``error`` then says why. A display rotation
+    that could not be applied is a ``warning``. ``times`` (each frame's time in seconds) is in the
+    info only for a variable frame rate (:func:`variable_rate`); otherwise frame i is at i / fps.
     """
     t0 = time.time()
-    stream = FrameStream(path, short_side=cfg["short_side"], threads=cfg.get("threads", 0))
+    stream = FrameStream(path, short_side=cfg["short_side"], threads=cfg.get("threads", 0),
+                         image_fps=cfg.get("image_fps") or DEFAULT_IMAGE_FPS)
     n = 0
     try:
         for batch in iter_clip_batches(iter_clips(iter(stream), cfg["tail"]), cfg["batch_size"]):
@@ -59,11 +64,46 @@ def decode_messages(vid: int, path: str, cfg: Dict[str, Any]) -> Iterator[tuple]
     if error is None and stream.truncated(TRUNCATED_BELOW):
         error = (f"{path}: decoded {stream.frames} frames, the header announces about "
                  f"{stream.frames_expected}: truncated file")
-    yield ("end", vid, dict(video=Path(path).stem, path=str(path), frames=stream.frames,
-                            fps=round(stream.fps, 6), clips=n, width=src_w, height=src_h,
-                            status="partial" if error else "ok", error=error,
-                            frames_expected=stream.frames_expected,
-                            decode_s=round(time.time() - t0, 3)))
+    if error is None and stream.frames < CLIP_LEN:
+        error = (f"{path}: only {stream.frames} frame(s), shorter than one {CLIP_LEN}-frame clip: "
+                 f"its one clip is mostly padding, so its features (and any score) mean little")
+    vfr = variable_rate(stream.times, stream.fps)
+    info = dict(video=Path(path).stem, path=str(path), frames=stream.frames,
+                fps=round(stream.fps, 6), clips=n, width=src_w, height=src_h,
+                status="partial" if error else "ok", error=error,
+                frames_expected=stream.frames_expected, vfr=vfr,
+                duration_s=round(video_duration(stream.times, stream.fps), 6),
+                rotation=stream.rotation, rotation_applied=stream.rotation_applied,
+                decode_s=round(time.time() - t0, 3))
+    if stream.frame_folder:
+        info.update(frame_folder=True, fps_source="--fps (images carry no timestamps)")
+    if vfr:
+        info["times"] = stream.times
+    if not stream.rotation_applied:
+        info["warning"] = (f"{path}: display matrix (rotation {stream.rotation} degrees, or a mirror) "
+                           f"not applied: frames are used as stored")
+    yield ("end", vid, info)
+
+
+def variable_rate(times, fps: float) -> bool:
+    """True when some frame's timestamp is more than a quarter of a frame period away from
+    ``frame / fps`` (a variable frame rate, or a gap in the stream)."""
+    if len(times) < 2 or not fps:
+        return False
+    import numpy as np
+
+    t = np.asarray(times, np.float64)
+    return bool(np.abs(t - np.arange(len(t)) / fps).max() > 0.25 / fps)
+
+
+def video_duration(times, fps: float) -> float:
+    """Seconds from the first frame to the end of the last one (its period: the last step, else 1/fps)."""
+    if not len(times):
+        return 0.0
+    last = times[-1] - times[-2] if len(times) > 1 else 0.0
+    if fps and (last <= 0 or len(times) < 2):
+        last = 1.0 / fps
+    return float(times[-1] + last)
 
 
 # ----------------------------------------------------------------------------- worker processes

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .cli import HelpFormatter, bars_enabled, interrupted, user_message
+from .cli import HelpFormatter, bars_enabled, check_device, interrupted, user_message
 from .io import atomic_write_json, atomic_write_text
 
 #: name -> dataset and training sizes. Timings on 2 CPU cores: see the README.
@@ -91,6 +91,7 @@ def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | No
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {list(SIZES)}")
+    check_device(device)                                    # before --out is touched
     cfg = SIZES[size]
     out = Path(out)
     if out.exists() and any(out.iterdir()):

@@ -6,20 +6,26 @@
 
 For each video: I3D features with the *same* extractor the checkpoint was trained on (network,
 weights, crops, resize, read from the checkpoint's ``extractor`` record; a flag that contradicts
-it is refused), then the trained model, then, in ``--out`` (default ``detections/``):
+it is refused), then the trained model, then, in ``--out`` (default ``detections/``), named by the
+video's key (its path relative to the input folder without extension, ``cam1/x`` for
+``videos/cam1/x.mp4``; a file given directly: its stem; a frame folder: the folder's name):
 
-* ``<video>.scores.csv``     ``frame,time_s,score``: one row per decoded frame. Clip c covers frames
+* ``<video>.scores.csv``     ``frame,time_s,score``: one row per decoded frame, ``time_s`` the frame's
+  own presentation time from the first frame (variable frame rates included). Clip c covers frames
   16c..16c+15 (as in evaluation); the padded part of the last clip (tail 'pad') is dropped, so the
   file has exactly as many rows as the video has frames. With tail 'drop' the frames after the last
   full clip take the last clip's score.
 * ``<video>.intervals.csv``  ``start_frame,end_frame,start_s,end_s,duration_s,peak_score,peak_frame,
   mean_score``: runs of frames scored >= ``--threshold`` (default 0.5), runs closer than
   ``--merge-gap`` seconds (default 0.5) joined, then runs shorter than ``--min-duration`` seconds
-  (default 1.0) dropped. Frames are 0-based with an inclusive end; ``start_s = start_frame / fps``,
-  ``end_s = (end_frame + 1) / fps`` (the end of the last frame).
+  (default 1.0) dropped, all measured on the frames' times. Frames are 0-based with an inclusive end;
+  ``start_s`` is the first frame's time, ``end_s`` the end of the last frame (``(end_frame + 1) / fps``
+  at a constant rate).
 * ``<video>.png``            the score over time with the detected intervals marked (paper Fig. 3).
-* ``summary.json``           settings, extractor and per-video results (merged with an earlier
-  summary in the same folder). Existing per-video files are never overwritten without ``--overwrite``.
+* ``summary.json``           settings, extractor and per-video results of every video of the folder,
+  rewritten after each video. A rerun skips videos finished with the same checkpoint and settings
+  (after Ctrl-C, or with more videos added) and refuses results of other settings without
+  ``--overwrite``.
 * ``review.html``            (unless ``--no-html``) every video of the folder in a browser: the video,
   its curve with a playhead, the intervals, a live threshold slider (:mod:`pipeline.review`);
   rebuilt from ``summary.json`` on every run.
@@ -34,14 +40,14 @@ On a Ray cluster (``--backend ray --address auto``): every video's features are 
 Ray actors with ``pipeline.extract``'s Ray backend into ``<out>/features/`` (with its manifest;
 finished videos are reused on a rerun), then scored here by the same code as the local path.
 
-Exit code: 0 when every video has results, 1 when any video failed (the others still get theirs),
-2 when nothing could run (missing or incompatible checkpoint, bad flags, outputs that exist).
+Exit code: 0 when every video has results, 1 when any video failed (the others still get theirs)
+or has a warning (truncated, shorter than one clip, rotation not applied: as ``pipeline.extract``'s
+``partial``), 2 when nothing could run (missing or incompatible checkpoint, bad flags, unwritable
+``--out``, no GPU for ``--device cuda``, results of other settings).
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import sys
@@ -52,10 +58,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .cli import HelpFormatter, bars_enabled, interrupted, progress, user_message
+from . import timeline
+from .cli import HelpFormatter, bars_enabled, check_device, interrupted, progress, user_message
 from .evaluate import load_model, score_clips
 from .io import atomic_write_json, atomic_write_text
 from .metrics import CLIP_LEN
+# Re-exported: what detect writes, pipeline.timeline also reads (the review page uses it directly).
+from .timeline import (INTERVAL_FIELDS, frame_scores, intervals_csv, read_intervals_csv,  # noqa: F401
+                       read_scores_csv, scores_csv)
+from .video import DEFAULT_IMAGE_FPS
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MIN_DURATION = 1.0      # seconds
@@ -119,45 +130,13 @@ def score_windowed(model, feats: np.ndarray, device: torch.device | str = "cpu",
     return total / count
 
 
-def frame_scores(clip_scores: np.ndarray, n_frames: int, clip_len: int = CLIP_LEN) -> np.ndarray:
-    """(clips,) -> (n_frames,): clip c's score on frames c*clip_len .. c*clip_len + clip_len - 1.
-
-    Frames of a padded last clip beyond ``n_frames`` are dropped; frames after the last clip
-    (tail 'drop') take the last clip's score.
-    """
-    s = np.repeat(np.asarray(clip_scores, np.float64), clip_len)[:n_frames]
-    if len(s) < n_frames:
-        s = np.concatenate([s, np.full(n_frames - len(s), s[-1] if len(s) else 0.0)])
-    return s
-
-
 def find_intervals(scores: np.ndarray, fps: float, threshold: float = DEFAULT_THRESHOLD,
-                   min_duration: float = DEFAULT_MIN_DURATION,
-                   merge_gap: float = DEFAULT_MERGE_GAP) -> list[dict[str, Any]]:
-    """Anomalous intervals of a per-frame score: runs >= threshold, gaps < merge_gap s joined,
-    runs < min_duration s dropped. Returns dicts (see the module doc), in time order."""
-    scores = np.asarray(scores, np.float64)                                # (F,)
-    above = scores >= threshold
-    if not above.any():
-        return []
-    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
-    runs = list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1))   # inclusive
-    merged: list[list[int]] = []
-    for s, e in runs:
-        if merged and (s - merged[-1][1] - 1) < merge_gap * fps:
-            merged[-1][1] = int(e)
-        else:
-            merged.append([int(s), int(e)])
-    out = []
-    for s, e in merged:
-        if (e - s + 1) < min_duration * fps - 1e-9:
-            continue
-        seg = scores[s:e + 1]
-        peak = int(s + np.argmax(seg))
-        out.append(dict(start_frame=s, end_frame=e, start_s=round(s / fps, 4), end_s=round((e + 1) / fps, 4),
-                        duration_s=round((e - s + 1) / fps, 4), peak_score=round(float(seg.max()), 6),
-                        peak_frame=peak, mean_score=round(float(seg.mean()), 6)))
-    return out
+                   min_duration: float = DEFAULT_MIN_DURATION, merge_gap: float = DEFAULT_MERGE_GAP,
+                   times: Sequence[float] | None = None) -> list[dict[str, Any]]:
+    """Anomalous intervals of a per-frame score (:func:`pipeline.timeline.find_intervals` with
+    detect's defaults): runs >= threshold, gaps < merge_gap s joined, runs < min_duration s dropped;
+    on the frames' own ``times`` for a variable frame rate."""
+    return timeline.find_intervals(scores, fps, threshold, min_duration, merge_gap, times)
 
 
 # ----------------------------------------------------------------------------- extractor settings
@@ -235,41 +214,11 @@ def check_extractor(trained: dict | None, meta: dict) -> None:
 
 # ----------------------------------------------------------------------------- output
 
-def output_paths(out: Path, stem: str) -> dict[str, Path]:
-    return {"scores": out / f"{stem}.scores.csv", "intervals": out / f"{stem}.intervals.csv",
-            "plot": out / f"{stem}.png"}
-
-
-def scores_csv(scores: np.ndarray, fps: float) -> str:
-    buf = io.StringIO()
-    buf.write("frame,time_s,score\n")
-    for i, s in enumerate(scores):
-        buf.write(f"{i},{i / fps:.4f},{s:.6f}\n")
-    return buf.getvalue()
-
-
-INTERVAL_FIELDS = ("start_frame", "end_frame", "start_s", "end_s", "duration_s", "peak_score",
-                   "peak_frame", "mean_score")
-
-
-def intervals_csv(intervals: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=INTERVAL_FIELDS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(intervals)
-    return buf.getvalue()
-
-
-def read_scores_csv(path: str | Path) -> np.ndarray:
-    """The score column of a ``<video>.scores.csv`` -> (frames,) float64."""
-    return np.loadtxt(path, delimiter=",", skiprows=1, usecols=2, ndmin=1)
-
-
-def read_intervals_csv(path: str | Path) -> list[dict]:
-    """Rows of a ``<video>.intervals.csv`` with numbers parsed."""
-    with open(path, newline="") as f:
-        return [{k: (int(v) if k.endswith("frame") else float(v)) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+def output_paths(out: Path, key: str) -> dict[str, Path]:
+    """The per-video files of ``key`` (the video's path relative to its input folder, without
+    extension: ``cam1/x`` -> ``out/cam1/x.scores.csv``)."""
+    return {"scores": out / f"{key}.scores.csv", "intervals": out / f"{key}.intervals.csv",
+            "plot": out / f"{key}.png"}
 
 
 def format_table(rows: list[dict]) -> str:
@@ -291,18 +240,18 @@ def format_table(rows: list[dict]) -> str:
 
 # ----------------------------------------------------------------------------- features on Ray
 
-def stale_features(feat_dir: Path, videos: Sequence[Path]) -> list[Path]:
+def stale_features(feat_dir: Path, videos: Sequence[Path], keys: Sequence[str] | None = None) -> list[Path]:
     """Feature files of ``feat_dir`` that do not belong to ``videos`` as they are now: made from
-    another file with the same stem (manifest ``path``), or older than the video. Returns them."""
+    another file with the same key (manifest ``path``), or older than the video. Returns them."""
     from .featstore import read_manifest
 
     rows = read_manifest(feat_dir)
     stale = []
-    for v in videos:
-        f = feat_dir / f"{v.stem}.npy"
+    for v, key in zip(videos, keys or [v.stem for v in videos]):
+        f = feat_dir / f"{key}.npy"
         if not f.exists():
             continue
-        row = rows.get(v.stem) or {}
+        row = rows.get(key) or {}
         if row.get("path") != str(v) or v.stat().st_mtime > f.stat().st_mtime:
             stale.append(f)
     return stale
@@ -310,7 +259,8 @@ def stale_features(feat_dir: Path, videos: Sequence[Path]) -> list[Path]:
 
 def extract_on_ray(inputs: Sequence[Path], feat_dir: Path, extractor_kwargs: dict[str, Any],
                    check: Callable[[dict], None], address: str | None = None,
-                   quiet: bool = False) -> tuple[dict, Callable[[Path], tuple[np.ndarray, dict]]]:
+                   quiet: bool = False, image_fps: float | None = None
+                   ) -> tuple[dict, Callable[[Path, str], tuple[np.ndarray, dict]]]:
     """Extract the features of ``inputs`` on a Ray cluster into ``feat_dir`` (with its manifest),
     exactly as ``python -m pipeline.extract --backend ray`` does (:func:`pipeline.raybackend.run_ray`).
 
@@ -318,7 +268,8 @@ def extract_on_ray(inputs: Sequence[Path], feat_dir: Path, extractor_kwargs: dic
     features of the same files are reused on a rerun; features of another file with the same name,
     or older than the video, are extracted again. Returns (extractor meta, load) where
     ``load(video) -> (features (clips, crops, D), info)`` reads one video's result and raises
-    VideoError for a video that failed, like ``FeatureExtractor.extract``.
+    VideoError for a video that failed, like ``FeatureExtractor.extract``. ``inputs`` are the
+    input arguments (files or folders); videos are keyed as ``pipeline.extract`` keys them.
     """
     from .featstore import SettingsMismatch, check_writable, compact_manifest, read_manifest
     from .i3d import WeightsError
@@ -326,8 +277,11 @@ def extract_on_ray(inputs: Sequence[Path], feat_dir: Path, extractor_kwargs: dic
     from .video import VideoError
 
     check_writable(feat_dir)
+    from .video import find_keyed_videos
+
     present = [p.resolve() for p in inputs if p.exists()]  # absolute: actors run elsewhere
-    for f in stale_features(feat_dir, present):
+    keyed = find_keyed_videos(present)
+    for f in stale_features(feat_dir, [v for v, _ in keyed], [k for _, k in keyed]):
         if not quiet:
             print(f"note: {f} was made from another file or before the video changed; extracting it again")
         f.unlink()                                          # its manifest row is superseded when redone
@@ -339,7 +293,7 @@ def extract_on_ray(inputs: Sequence[Path], feat_dir: Path, extractor_kwargs: dic
 
     try:
         run_ray(present, feat_dir, extractor_kwargs, address=address, progress=bars_enabled(quiet),
-                check_meta=check_and_keep)
+                check_meta=check_and_keep, image_fps=image_fps)
     except SettingsMismatch as e:
         raise CheckpointError(f"{e} ({feat_dir} holds features of another extractor: remove it or "
                               f"choose another --out)") from None
@@ -352,20 +306,90 @@ def extract_on_ray(inputs: Sequence[Path], feat_dir: Path, extractor_kwargs: dic
     compact_manifest(feat_dir)
     rows = read_manifest(feat_dir)
 
-    def load(path: Path) -> tuple[np.ndarray, dict]:
-        row = rows.get(path.stem)
+    def load(path: Path, key: str) -> tuple[np.ndarray, dict]:
+        row = rows.get(key)
         if not path.exists():
             raise VideoError(f"{path}: no such file or directory")
         if row is None or row.get("path") != str(path.resolve()):
             raise VideoError(f"{path}: not extracted on Ray (see the errors above)")
         if row.get("status") not in ("ok", "partial"):
             raise VideoError(row.get("error") or f"{path}: extraction failed on Ray")
-        return np.load(feat_dir / f"{path.stem}.npy"), row
+        return np.load(feat_dir / f"{key}.npy"), row
 
     return seen["meta"], load
 
 
 # ----------------------------------------------------------------------------- run
+
+#: Settings a finished video's results depend on: a rerun with the same ones skips it.
+RESUME_KEYS = ("checkpoint_sha256", "threshold", "min_duration_s", "merge_gap_s", "window_clips", "overlap",
+               "image_fps", "extractor")
+
+
+def file_sha256(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def gather_inputs(videos: Sequence[str | Path]) -> tuple[list[tuple[Path, str]], list[tuple[Path, str, Path]]]:
+    """(video, key) of every input: files as given (even with an odd extension; key: the stem),
+    folders searched for videos and frame folders (key: the path relative to the folder, e.g.
+    ``cam1/x``), plus the duplicates (video, key, first video with that key), which fail alone."""
+    from .video import find_videos, video_key
+
+    found: list[tuple[Path, str]] = []
+    for v in videos:
+        p = Path(v)
+        if p.is_dir():
+            vids = find_videos(p)
+            if not vids:
+                raise FileNotFoundError(f"{p}: no video files or frame folders in this folder")
+            found.extend((f, video_key(f, p)) for f in vids)
+        else:
+            found.append((p, p.stem))                       # a missing file fails as that video
+    seen: dict[str, Path] = {}
+    uniq, dups = [], []
+    for p, key in found:
+        if key in seen:
+            if seen[key].resolve() != p.resolve():
+                dups.append((p, key, seen[key]))
+            continue
+        seen[key] = p
+        uniq.append((p, key))
+    return uniq, dups
+
+
+def read_summary(out: Path) -> dict:
+    """The folder's summary.json (empty dict when missing or unreadable)."""
+    path = out / "summary.json"
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_text())
+        return summary if isinstance(summary, dict) else {}
+    except ValueError:
+        return {}
+
+
+def is_finished(row: dict | None, path: Path, files: dict[str, Path], resume: dict) -> bool:
+    """A video of an earlier run in this folder whose results still hold: status ok, same source
+    file (not changed since), same settings, every file present."""
+    if not row or row.get("status") != "ok" or row.get("path") != str(path):
+        return False
+    if any(row.get("resume", {}).get(k) != resume.get(k) for k in RESUME_KEYS):
+        return False
+    if not all(f.exists() for f in files.values()):
+        return False
+    try:
+        return path.stat().st_mtime <= float(row.get("end_unix", 0))
+    except OSError:
+        return False
+
 
 def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path = "detections",
            threshold: float = DEFAULT_THRESHOLD, min_duration: float = DEFAULT_MIN_DURATION,
@@ -373,18 +397,25 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
            overlap: float = DEFAULT_OVERLAP, device: str = "auto", overwrite: bool = False,
            extractor_flags: dict[str, Any] | None = None, batch_size: int = 8, plot: bool = True,
            quiet: bool = False, html: bool = True, backend: str = "local",
-           address: str | None = None) -> dict:
+           address: str | None = None, image_fps: float = DEFAULT_IMAGE_FPS) -> dict:
     """Run detection on ``videos`` and write the outputs; returns the summary dict.
 
     backend: "local" (features extracted here, one video after the other) or "ray" (all videos
     extracted first on a Ray cluster at ``address`` by :func:`extract_on_ray`, into
     ``<out>/features``); scoring and every output are the same either way.
+
+    Resumable and incremental: ``summary.json`` is rewritten after every video, and a video whose
+    results are there with the same checkpoint and settings (and whose files exist) is skipped, so
+    a rerun after Ctrl-C, or with more videos, does only what is missing. Outputs of other settings
+    are refused unless ``overwrite``. The summary and review page cover every finished video.
     Raises CheckpointError / FileExistsError / FileNotFoundError / ValueError when nothing can run;
     a video that fails is reported in the summary (status 'error') and the others go on.
     """
     from .extract import FeatureExtractor
+    from .featstore import check_writable
     from .i3d import WeightsError
-    from .video import VideoError, find_videos
+    from .jobs import extract_features
+    from .video import VideoError
 
     if backend not in ("local", "ray"):
         raise ValueError(f"--backend must be local or ray, not {backend!r}")
@@ -398,38 +429,21 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
         raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
     if min_duration < 0 or merge_gap < 0:
         raise ValueError("--min-duration and --merge-gap must be >= 0")
+    if not image_fps > 0:
+        raise ValueError(f"--fps must be > 0, got {image_fps}")
     window_starts(1, window, overlap)                       # validates window / overlap
+    check_device(device)
     out = Path(out)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
 
-    # inputs: files as given (even with an odd extension), folders searched for videos
-    inputs: list[Path] = []
-    for v in videos:
-        p = Path(v)
-        if p.is_dir():
-            found = find_videos(p)
-            if not found:
-                raise FileNotFoundError(f"{p}: no video files in this folder")
-            inputs.extend(found)
-        else:
-            inputs.append(p)                                # a missing file fails as that video
+    inputs, dups = gather_inputs(videos)
     if not inputs:
         raise ValueError("no videos given")
-    if not any(p.exists() for p in inputs):                # before the checkpoint and the weights
-        raise FileNotFoundError(f"{inputs[0]}: no such file or directory"
+    if not any(p.exists() for p, _ in inputs):              # before the checkpoint and the weights
+        raise FileNotFoundError(f"{inputs[0][0]}: no such file or directory"
                                 + (f" (nor any of the other {len(inputs) - 1} inputs)" if len(inputs) > 1 else ""))
-    stems: dict[str, Path] = {}
-    for p in inputs:
-        if p.stem in stems:
-            raise ValueError(f"{p} and {stems[p.stem]} would write the same output files ({p.stem}.*); "
-                             f"run them separately with different --out folders")
-        stems[p.stem] = p
-    if not overwrite:
-        existing = [str(f) for p in inputs for f in output_paths(out, p.stem).values() if f.exists()]
-        if existing:
-            raise FileExistsError(f"{len(existing)} output file(s) exist, e.g. {existing[0]}; pass --overwrite "
-                                  f"to replace them or choose another --out")
+    check_writable(out, create=False)                       # before any work (ValueError: one line)
 
     # checkpoint and extractor
     try:
@@ -440,6 +454,31 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
         raise CheckpointError(str(e)) from e
     trained = meta.get("extractor")
     kw, notes = resolve_extractor(trained, dict(extractor_flags or {}))
+    settings = dict(checkpoint=meta["path"], checkpoint_epoch=meta.get("epoch"), threshold=threshold,
+                    min_duration_s=min_duration, merge_gap_s=merge_gap, window_clips=window, overlap=overlap,
+                    image_fps=image_fps)
+
+    # what is finished, what would be overwritten (before the extractor is built)
+    previous = {v["video"]: v for v in read_summary(out).get("videos", []) if isinstance(v, dict) and "video" in v}
+    resume = dict(checkpoint_sha256=file_sha256(meta["path"]), extractor=trained,
+                  **{k: settings[k] for k in RESUME_KEYS if k in settings})
+    files_of = {key: output_paths(out, key) for _, key in inputs}
+    if not plot:
+        for files in files_of.values():
+            files.pop("plot")
+    todo, skipped, clash = [], [], []
+    for path, key in inputs:
+        row = previous.get(key)
+        if not overwrite and is_finished(row, path, files_of[key], resume):
+            skipped.append(key)
+            continue
+        todo.append((path, key))
+        have = [f for f in files_of[key].values() if f.exists()]
+        if have and not overwrite and row is not None and row.get("status") == "ok":
+            clash.append(str(have[0]))                     # finished with other settings or another file
+    if clash:
+        raise FileExistsError(f"{len(clash)} video(s) have results made with other settings or from another "
+                              f"file, e.g. {clash[0]}; pass --overwrite to replace them or choose another --out")
 
     def check(fmeta: dict) -> None:                         # the extractor against the checkpoint
         check_extractor(trained, fmeta)
@@ -448,85 +487,125 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
                                   f"gives {fmeta.get('feature_dim')}")
 
     if backend == "ray":
-        fmeta, load = extract_on_ray(inputs, out / "features", dict(kw, batch_size=batch_size), check,
-                                     address, quiet)
+        fmeta: dict = {}
+        if todo:        # every video of the inputs: finished features in OUT/features are reused
+            fmeta, load = extract_on_ray([Path(v) for v in videos], out / "features",
+                                         dict(kw, batch_size=batch_size), check, address, quiet, image_fps)
     else:
         try:
             fx = FeatureExtractor(device=str(dev), batch_size=batch_size, **kw)
         except (WeightsError, ValueError) as e:
             raise CheckpointError(f"cannot build the feature extractor the checkpoint needs ({e})") from e
-        fmeta, load = fx.meta, fx.extract
+        fmeta = fx.meta
+
+        def load(path: Path, key: str) -> tuple[np.ndarray, dict]:
+            return extract_features(fx, path, image_fps)
         check(fmeta)
+    if not fmeta:                                           # Ray and nothing to do: the record we have
+        fmeta = read_summary(out).get("extractor") or {}
     random_weights = bool(fmeta.get("random_init"))
     if random_weights:
         notes.append("features come from an I3D with RANDOM weights (as this checkpoint was trained); "
                      "fine for the demo and tests, not for real footage")
     if not quiet:
-        print(f"checkpoint {meta['path']} (epoch {meta.get('epoch')}); extractor {fmeta['profile']} "
-              f"{'random weights' if random_weights else fmeta.get('weights')}, {fmeta['crops']} crop(s) of "
-              f"{fmeta['crop_size']} from short side {fmeta['short_side']}, device {dev}"
+        print(f"checkpoint {meta['path']} (epoch {meta.get('epoch')}); extractor {fmeta.get('profile')} "
+              f"{'random weights' if random_weights else fmeta.get('weights')}, {fmeta.get('crops')} crop(s) of "
+              f"{fmeta.get('crop_size')} from short side {fmeta.get('short_side')}, device {dev}"
               + (f"; features extracted on Ray into {out / 'features'}" if backend == "ray" else ""))
         for n in notes:
             print(f"note: {n}")
+        if skipped:
+            print(f"{len(skipped)} video(s) already have results with these settings (kept; --overwrite redoes them)")
 
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for path in progress(inputs, quiet or len(inputs) < 2, desc="detecting", unit="video"):
-        t0 = time.time()
-        row: dict[str, Any] = {"video": path.stem, "path": str(path), "status": "ok", "error": None}
-        try:
-            feats, info = load(path)                                        # (clips, crops, 2048)
-            fps = float(info.get("fps") or 0.0)
-            if fps <= 0:
-                row["warning"] = "unknown frame rate; times assume 25 fps"
-                fps = 25.0
-            clip_s = score_windowed(model, feats, dev, window, overlap)     # (clips,)
-            fs = frame_scores(clip_s, int(info["frames"]), fmeta.get("clip_len", CLIP_LEN))   # (frames,)
-            ivs = find_intervals(fs, fps, threshold, min_duration, merge_gap)
-            files = output_paths(out, path.stem)
-            atomic_write_text(files["scores"], scores_csv(fs, fps))
-            atomic_write_text(files["intervals"], intervals_csv(ivs))
-            if plot:
-                from .plots import save_score_plot
-                save_score_plot(files["plot"], fs, fps, detected=[(i["start_frame"], i["end_frame"]) for i in ivs],
-                                threshold=threshold, title=f"{path.name}" + ("  [random I3D weights]" if random_weights else ""))
-            else:
-                files.pop("plot")
-            row.update(frames=int(info["frames"]), fps=fps, clips=int(len(clip_s)),
-                       duration_s=round(info["frames"] / fps, 3), windows=len(window_starts(len(clip_s), window, overlap)),
-                       max_score=round(float(fs.max()), 6), mean_score=round(float(fs.mean()), 6),
-                       intervals=ivs, files={k: str(v) for k, v in files.items()})
-            if info.get("status") == "partial":
-                row["warning"] = f"decoding stopped early: {info.get('error')}"
-        except (VideoError, OSError, RuntimeError, ValueError) as e:
-            row.update(status="error", error=str(e) if str(path) in str(e) else f"{path}: {e}")
-        row["seconds"] = round(time.time() - t0, 2)
-        rows.append(row)
-
+    settings.update(random_weights=random_weights, extractor=fmeta, notes=notes)
     summary_path = out / "summary.json"
-    previous = {}
-    if summary_path.exists():
-        try:
-            previous = {v["video"]: v for v in json.loads(summary_path.read_text()).get("videos", [])}
-        except (ValueError, KeyError, TypeError):
-            previous = {}
-    settings = dict(checkpoint=meta["path"], checkpoint_epoch=meta.get("epoch"), threshold=threshold,
-                    min_duration_s=min_duration, merge_gap_s=merge_gap, window_clips=window, overlap=overlap,
-                    random_weights=random_weights, extractor=fmeta, notes=notes)
-    for r in rows:
-        r["settings"] = {k: settings[k] for k in ("checkpoint", "threshold", "min_duration_s", "merge_gap_s")}
-        previous[r["video"]] = r
-    summary = dict(settings, videos=list(previous.values()),
-                   n_ok=sum(r["status"] == "ok" for r in rows), n_failed=sum(r["status"] != "ok" for r in rows))
-    atomic_write_json(summary_path, summary)
-    if html:                                    # the review page of the whole folder (pipeline/review.py)
-        from .review import write_detect_review
-        summary["review"] = str(write_detect_review(out))
+    rows: list[dict] = []
+
+    def save_summary() -> dict:
+        for r in rows:
+            previous[r["video"]] = r
+        allrows = list(previous.values())
+        summary = dict(settings, videos=allrows, n_ok=sum(r.get("status") == "ok" for r in allrows),
+                       n_failed=sum(r.get("status") != "ok" for r in allrows))
+        atomic_write_json(summary_path, summary)
+        return summary
+
+    for p, key, first in dups:                              # the same key from two inputs
+        rows.append({"video": key, "path": str(p), "status": "error", "seconds": 0.0,
+                     "error": f"{p}: same output name {key}.* as {first} (pass their common parent folder "
+                              f"instead, so that the names keep their folders)"})
+    stopped = True                              # until the loop ends normally (Ctrl-C, ...)
+    try:
+        for path, key in progress(todo, quiet or len(todo) < 2, desc="detecting", unit="video"):
+            t0 = time.time()
+            row: dict[str, Any] = {"video": key, "path": str(path), "status": "ok", "error": None}
+            warnings: list[str] = []
+            try:
+                feats, info = load(path, key)                                # (clips, crops, 2048)
+                fps = float(info.get("fps") or 0.0)
+                if fps <= 0:
+                    warnings.append("unknown frame rate; times assume 25 fps")
+                    fps = 25.0
+                n_frames = int(info["frames"])
+                times = info.get("times") if info.get("vfr") else None       # the frames' own times
+                t = timeline.frame_times(n_frames, fps, times)
+                clip_s = score_windowed(model, feats, dev, window, overlap)     # (clips,)
+                fs = frame_scores(clip_s, n_frames, fmeta.get("clip_len", CLIP_LEN))   # (frames,)
+                ivs = find_intervals(fs, fps, threshold, min_duration, merge_gap, times)
+                files = dict(files_of[key])
+                atomic_write_text(files["scores"], scores_csv(fs, fps, times))
+                atomic_write_text(files["intervals"], intervals_csv(ivs))
+                if plot:
+                    from .plots import save_score_plot
+                    save_score_plot(files["plot"], fs, fps, detected=[(i["start_frame"], i["end_frame"]) for i in ivs],
+                                    threshold=threshold, times=times,
+                                    title=f"{key}" + ("  [random I3D weights]" if random_weights else ""))
+                duration = float(timeline.frame_ends(t, fps)[-1]) if times is not None else n_frames / fps
+                row.update(frames=n_frames, fps=fps, clips=int(len(clip_s)), vfr=bool(times is not None),
+                           duration_s=round(duration, 3), windows=len(window_starts(len(clip_s), window, overlap)),
+                           max_score=round(float(fs.max()), 6), mean_score=round(float(fs.mean()), 6),
+                           rotation=info.get("rotation", 0), rotation_applied=info.get("rotation_applied", True),
+                           intervals=ivs, files={k: str(v) for k, v in files.items()})
+                if info.get("frame_folder"):
+                    row["frame_folder"] = True
+                if info.get("status") == "partial":
+                    warnings.append(f"{info.get('error')}")
+                if info.get("warning"):
+                    warnings.append(info["warning"])
+            except (VideoError, OSError, RuntimeError, ValueError) as e:
+                row.update(status="error", error=str(e) if str(path) in str(e) else f"{path}: {e}")
+            if warnings:
+                row["warning"] = "; ".join(warnings)
+            row["seconds"] = round(time.time() - t0, 2)
+            row["settings"] = {k: settings[k] for k in ("checkpoint", "threshold", "min_duration_s", "merge_gap_s")}
+            row["resume"] = resume
+            row["end_unix"] = round(time.time(), 3)
+            rows.append(row)
+            save_summary()                                  # a finished video survives Ctrl-C
+        stopped = False
+    finally:
+        summary = save_summary()
+        if html:                                # the review page of the whole folder (pipeline/review.py)
+            from .review import write_detect_review
+            try:
+                summary["review"] = str(write_detect_review(out))
+            except Exception:
+                if not stopped:                 # while Ctrl-C unwinds, the interruption is the news
+                    raise
     if not quiet:
-        print(format_table(rows))
-        print(f"wrote per-video scores, intervals and plots, and {summary_path}"
-              + (f"; review page {summary['review']}" if html else ""))
+        if rows:
+            print(format_table(rows))
+        ok = [r for r in rows if r["status"] == "ok"]
+        if ok:
+            print(f"wrote scores, intervals{' and plots' if plot else ''} of {len(ok)} video(s) and {summary_path}"
+                  + (f"; review page {summary['review']}" if html else ""))
+        elif rows:
+            print(f"no video got results this run (see the errors); {summary_path} updated")
+        else:
+            print(f"nothing to do: every video already has results in {out}"
+                  + (f"; review page {summary['review']}" if html else ""))
     summary["this_run"] = rows
+    summary["skipped"] = skipped
     return summary
 
 
@@ -539,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "intervals (CSV) and a score plot per video, plus summary.json. Features are extracted "
                     "with the same I3D settings the checkpoint was trained on (read from the checkpoint).",
         formatter_class=HelpFormatter)
-    p.add_argument("videos", nargs="+", help="video files, or folders searched for videos")
+    p.add_argument("videos", nargs="+", help="video files, or folders searched for videos and frame folders "
+                                             "(results keep the folders below them: cam1/x.mp4 -> OUT/cam1/x.*)")
     p.add_argument("--checkpoint", required=True,
                    help="run directory (best.pt if validation-selected, else model.pt) or checkpoint file")
     p.add_argument("--out", default="detections", help="output folder")
@@ -553,11 +633,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP, help="overlap of consecutive windows, in [0, 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--batch-size", type=int, default=8, help="clips per I3D forward")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo every video, replacing its files (without it, videos finished with the same "
+                        "settings are skipped and results of other settings are refused)")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNGs")
-    p.add_argument("--html", dest="html", action="store_true", default=True,
-                   help="write review.html: the folder's videos, curves and intervals in a browser (default)")
-    p.add_argument("--no-html", dest="html", action="store_false", help="skip review.html")
+    p.add_argument("--no-html", dest="html", action="store_false",
+                   help="skip review.html (written by default: the folder's videos, curves and intervals in a browser)")
+    p.add_argument("--fps", type=float, default=DEFAULT_IMAGE_FPS,
+                   help="frame rate of frame folders (numbered images carry no timestamps); videos use their own")
     p.add_argument("--quiet", action="store_true", help="no progress or table")
     r = p.add_argument_group('Ray (pip install -e ".[ray]")')
     r.add_argument("--backend", choices=["local", "ray"], default="local",
@@ -589,16 +672,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = detect(a.videos, a.checkpoint, a.out, a.threshold, a.min_duration, a.merge_gap, a.window,
                          a.overlap, a.device, a.overwrite, flags, a.batch_size, a.plot, a.quiet, a.html,
-                         a.backend, a.address)
+                         a.backend, a.address, a.fps)
     except KeyboardInterrupt:
         return interrupted()
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     failed = [r for r in summary["this_run"] if r["status"] != "ok"]
+    warned = [r for r in summary["this_run"] if r["status"] == "ok" and r.get("warning")]
+    for r in warned:
+        print(f"warning: {r['warning']}", file=sys.stderr)
     for r in failed:
         print(f"error: {r['error']}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or warned else 0
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from . import data as D
-from .cli import HelpFormatter, progress, run_cli
+from .cli import HelpFormatter, check_device, progress, run_cli
 from .io import atomic_save_npz, atomic_write_json
 from .metrics import CLIP_LEN, ScoredVideo, clip_to_frame_scores, frame_report
 from .model import AnomalyGCN, build_model
@@ -205,8 +205,11 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.quiet and not a.out:
         p.error("--quiet without --out would print and write nothing; add --out DIR")
-    return run_cli(lambda: evaluate(a.dataset, a.data_root, a.checkpoint, a.out, a.device, a.test_list,
-                                    a.annotations, a.features, a.far_threshold, a.quiet, a.html, a.strict))
+    def run():
+        check_device(a.device)                     # before anything is read or written
+        evaluate(a.dataset, a.data_root, a.checkpoint, a.out, a.device, a.test_list,
+                 a.annotations, a.features, a.far_threshold, a.quiet, a.html, a.strict)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@
     python -m pipeline.extract videos/ --backend ray --address auto      # on a Ray cluster
     python -m pipeline.extract videos/ --profile inception               # Inception-I3D, 1024-d
 
-Each video becomes ``<out>/<video stem>.npy`` of shape (clips, crops, D), D = 2048 (I3D ResNet-50
-profiles) or 1024 (inception), float32
-(or float16), written atomically, and a row in ``<out>/manifest.jsonl``. Finished videos are
+Each video becomes ``<out>/<key>.npy`` of shape (clips, crops, D), D = 2048 (I3D ResNet-50
+profiles) or 1024 (inception), float32 (or float16), written atomically, and a row in
+``<out>/manifest.jsonl``. The key is the video's path relative to the input folder without
+extension (``cam1/2024-01-01_0800``; a file given directly: its stem), so equal file names in
+different folders never collide. A folder of numbered images (and no video file) is one video
+named after the folder, its frames in natural order at ``--fps``. Finished videos are
 skipped on rerun; a broken video is recorded with its error and the run goes on. Exit code: 0
 when every video is ok, 1 when any failed or is partial (truncated / decode error part-way),
 2 when nothing could run (bad flags, unwritable --out, no videos, weights, mixed settings).
@@ -38,7 +41,7 @@ from pipeline.extractor import FEATURE_DIM, FeatureExtractor  # noqa: F401
 from pipeline.featstore import (MANIFEST, SETTING_KEYS, NpyStreamWriter, SettingsMismatch,  # noqa: F401
                                 check_writable, compact_manifest, read_manifest)
 from pipeline.jobs import list_videos
-from pipeline.video import NORMS, VIDEO_EXTENSIONS
+from pipeline.video import DEFAULT_IMAGE_FPS, IMAGE_EXTENSIONS, NORMS, VIDEO_EXTENSIONS
 
 log = logging.getLogger("pipeline.extract")
 
@@ -77,9 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", type=Path,
                    help="video files or folders (searched recursively for "
-                        + " ".join(VIDEO_EXTENSIONS) + ", any case)")
-    p.add_argument("--dataset", default="ucf",
-                   help="dataset name: sets the --out and --tail defaults (xd: drop; others: pad)")
+                        + " ".join(VIDEO_EXTENSIONS) + ", any case; a folder of "
+                        + " ".join(IMAGE_EXTENSIONS) + " images and no video is one video). Output "
+                        "names keep the folders below the input: cam1/x.mp4 -> OUT/cam1/x.npy")
+    p.add_argument("--dataset", default="ucf", choices=sorted(DATASET_TAIL),
+                   help="dataset: sets the --out and --tail defaults (xd: drop; others: pad)")
+    p.add_argument("--fps", type=float, default=DEFAULT_IMAGE_FPS,
+                   help="frame rate of frame folders (their images carry no timestamps; recorded in the "
+                        "manifest); videos use their own timestamps")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: data/<dataset>/features)")
     p.add_argument("--profile", choices=["32x2", "8x8", "inception"], default=None,
@@ -177,6 +185,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
     out_dir = Path(args.out or Path("data") / args.dataset / "features")
     tail = args.tail or default_tail(args.dataset)
+    if not args.fps > 0:
+        log.error("--fps must be > 0, got %s", args.fps)
+        return 2
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0),
                              ("--threads", args.threads, 0), ("--retries", args.retries, 0),
                              ("--short-side", args.short_side, 1), ("--crop-size", args.crop_size, 1)):
@@ -184,6 +195,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             log.error("%s must be >= %d, got %d", flag, low, value)
             return 2
     try:
+        from pipeline.cli import check_device
+        check_device(args.device)                  # before --out is created
         check_writable(out_dir)
         list_videos(args.inputs)
     except (ValueError, FileNotFoundError) as exc:
@@ -214,7 +227,7 @@ def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_ra
             counts = run_ray(args.inputs, out_dir, dict(kwargs, device=args.device), address=args.address,
                              actors=args.ray_actors, retries=args.retries, overwrite=args.overwrite,
                              progress=not args.no_progress, verbose=args.verbose,
-                             decode_workers=args.ray_decode_workers)
+                             decode_workers=args.ray_decode_workers, image_fps=args.fps)
         else:
             device = args.device
             if device is None:
@@ -228,7 +241,7 @@ def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_ra
                      tail, extractor.device, extractor.precision)
             counts = run(args.inputs, out_dir, extractor, workers=args.workers,
                          overwrite=args.overwrite, rank=rank, world=world,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, image_fps=args.fps)
     except (SettingsMismatch, WeightsError, ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2

@@ -1,6 +1,7 @@
 """Stage 1 outputs: feature files streamed to disk, and the manifest that says which are finished.
 
-A feature file ``<out>/<video>.npy`` is written as a stream (bounded memory, whatever the video
+A feature file ``<out>/<key>.npy`` (the key: the video's path relative to its input folder, without
+extension, e.g. ``cam1/2024-01-01_0800``; a video given directly is its stem) is written as a stream (bounded memory, whatever the video
 length) into a hidden temp file in the same folder (``.<video>.npy.<host>-<pid>.tmp``). When the
 video is done its manifest row is appended first and the temp file is renamed second, so a file
 that exists always has a row (a kill in between leaves a row without a file: unfinished, redone).
@@ -73,6 +74,7 @@ class NpyStreamWriter:
         self.path = Path(path)
         self.row_shape, self.dtype, self.rows = tuple(row_shape), dtype, 0
         self.tmp = self.path.with_name(f".{self.path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.f = open(self.tmp, "wb")
         self.f.write(npy_header((0,) + self.row_shape, dtype))
 
@@ -104,20 +106,31 @@ class NpyStreamWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-def stale_temp_files(out_dir: Path, stem: str) -> List[Path]:
-    """Temp files a killed process left for ``<stem>.npy``."""
-    return list(Path(out_dir).glob(f".{glob.escape(stem)}.npy.*.tmp"))
+def stale_temp_files(out_dir: Path, key: str) -> List[Path]:
+    """Temp files a killed process left for ``<key>.npy``."""
+    target = Path(out_dir) / f"{key}.npy"
+    if not target.parent.is_dir():
+        return []
+    return list(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
 
 
-def check_writable(out_dir: Path) -> None:
+def check_writable(out_dir: Path, create: bool = True) -> None:
     """Raise ValueError (one line naming the folder) unless ``out_dir`` is, or can be made, a
-    writable folder. Called before any expensive work."""
+    writable folder. Called before any expensive work. ``create=False``: nothing is created; the
+    folder, or its nearest existing parent, is tried instead."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir}: exists and is not a folder")
+    where = out_dir
+    if not create:
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            raise ValueError(f"--out {out_dir}: {where} is not a folder")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-test.{socket.gethostname()}-{os.getpid()}"
+        if create:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        probe = where / f".write-test.{socket.gethostname()}-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:

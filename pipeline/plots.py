@@ -32,27 +32,36 @@ def _plt():
 
 def draw_score_curve(ax, scores: np.ndarray, fps: float | None = None, gt: Sequence[Interval] = (),
                      detected: Sequence[Interval] = (), threshold: float | None = None,
-                     title: str | None = None, legend: bool = True) -> None:
+                     title: str | None = None, legend: bool = True,
+                     times: Sequence[float] | None = None) -> None:
     """Draw one video's curve on ``ax``.
 
     scores: (frames,) per-frame scores in [0, 1]; fps: frames per second (None or <= 0: the x axis
-    counts frames); gt / detected: frame intervals (inclusive ends) shaded red / marked orange.
+    counts frames); times: each frame's own time in seconds (variable frame rate; default i / fps);
+    gt / detected: frame intervals (inclusive ends) shaded red / marked orange above the curve's
+    range (scores up to 1 stay visible).
     """
     scores = np.asarray(scores, dtype=np.float64)                        # (F,)
     unit = float(fps) if fps and fps > 0 else 1.0
-    t = np.arange(len(scores) + 1) / unit                                # frame edges
+    if times is not None and len(times) == len(scores) and len(scores):
+        from .timeline import frame_ends
+        start = np.asarray(times, np.float64)
+        t = np.append(start, frame_ends(start, unit)[-1])                # frame edges (s)
+    else:
+        t = np.arange(len(scores) + 1) / unit                            # frame edges
     for i, (s, e) in enumerate(gt):
-        ax.axvspan(s / unit, (e + 1) / unit, color=GT_COLOUR, alpha=0.25, lw=0,
+        ax.axvspan(t[s], t[e + 1], color=GT_COLOUR, alpha=0.25, lw=0,
                    label="ground truth" if i == 0 else None)
     for i, (s, e) in enumerate(detected):
-        ax.axvspan(s / unit, (e + 1) / unit, ymin=0.93, ymax=1.0, color=DETECT_COLOUR, alpha=0.9, lw=0,
+        ax.axvspan(t[s], t[e + 1], ymin=1.0 / 1.1, ymax=1.0, color=DETECT_COLOUR, alpha=0.9, lw=0,
                    label="detected" if i == 0 else None)
     if len(scores):
         ax.stairs(scores, t, baseline=None, color=CURVE_COLOUR, lw=1.5, label="anomaly score")
     if threshold is not None:
         ax.axhline(threshold, color="0.4", ls="--", lw=0.8, label=f"threshold {threshold:g}")
-    ax.set_ylim(0, 1.05)
-    ax.set_xlim(0, max(len(scores), 1) / unit)
+    ax.set_ylim(0, 1.1)                       # the detected band lies in (1.0, 1.1], above any score
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlim(0, max(t[-1], 1.0 / unit))
     ax.set_xlabel("time (s)" if fps and fps > 0 else "frame")
     ax.set_ylabel("anomaly score")
     if title:
@@ -71,11 +80,12 @@ def _save(fig, path: str | Path, dpi: int) -> Path:
 
 def save_score_plot(path: str | Path, scores: np.ndarray, fps: float | None = None,
                     gt: Sequence[Interval] = (), detected: Sequence[Interval] = (),
-                    threshold: float | None = None, title: str | None = None, dpi: int = 110) -> Path:
-    """One video's score curve as a PNG at ``path`` (atomic)."""
+                    threshold: float | None = None, title: str | None = None, dpi: int = 110,
+                    times: Sequence[float] | None = None) -> Path:
+    """One video's score curve as a PNG at ``path`` (atomic); ``times``: the frames' own times."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 2.6))
-    draw_score_curve(ax, scores, fps, gt, detected, threshold, title)
+    draw_score_curve(ax, scores, fps, gt, detected, threshold, title, times=times)
     return _save(fig, path, dpi)
 
 
@@ -98,7 +108,7 @@ def save_score_grid(path: str | Path, videos: Sequence[dict], threshold: float |
             continue
         v = videos[k]
         draw_score_curve(ax, v["scores"], v.get("fps"), v.get("gt", ()), v.get("detected", ()),
-                         threshold, v.get("title"), legend=k == 0)
+                         threshold, v.get("title"), legend=k == 0, times=v.get("times"))
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()

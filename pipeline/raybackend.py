@@ -3,7 +3,7 @@
 Ray actors each hold the I3D model once (one GPU per actor when the cluster has GPUs, else one
 CPU) and run the same per-video function as the local backend (``pipeline.jobs.extract_video``:
 decode in the actor, features streamed to the temp file, manifest row, atomic rename). The
-driver plans the run exactly as the local backend does (one output name per stem, finished
+driver plans the run exactly as the local backend does (one output name per video key, finished
 videos skipped, the settings check that refuses mixing runs), then hands videos out longest
 first, one at a time per actor, so fast and slow nodes stay busy until the end.
 
@@ -67,7 +67,7 @@ class ExtractActor:
     """One Ray actor: the feature extractor built once, then one video per call."""
 
     def __init__(self, extractor_kwargs: Dict[str, Any], out_dir: str, verbose: bool = False,
-                 decode_workers: int = 0):
+                 decode_workers: int = 0, image_fps: Optional[float] = None):
         logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                             format="%(levelname)s %(message)s")
         from pipeline.extractor import FeatureExtractor
@@ -76,6 +76,7 @@ class ExtractActor:
         self._meta = self.extractor.meta
         self.out_dir = Path(out_dir)
         self.decode_workers = decode_workers
+        self.image_fps = image_fps
 
     def info(self) -> Dict[str, Any]:
         import socket
@@ -83,24 +84,26 @@ class ExtractActor:
         return dict(meta=self._meta, pid=os.getpid(), host=socket.gethostname(),
                     device=str(self.extractor.device))
 
-    def extract(self, path: str) -> Dict[str, Any]:
+    def extract(self, path: str, key: Optional[str] = None) -> Dict[str, Any]:
         """One video -> its manifest row. With decode workers the video is decoded in a child
         process (which dies with the actor) while this process runs the model: the two overlap."""
         from pipeline.decode import DecodePool
-        from pipeline.jobs import extract_video
+        from pipeline.jobs import decode_cfg, extract_video
 
         messages = None
         if self.decode_workers > 0:
-            cfg = self.extractor.decode_cfg(threads=self.extractor.threads or self.decode_workers)
+            cfg = decode_cfg(self.extractor, self.image_fps, threads=self.extractor.threads or self.decode_workers)
             messages = iter(DecodePool([path], [0], cfg, 1, queue_size=4))
-        return extract_video(self.extractor, self._meta, Path(path), self.out_dir, messages=messages)
+        return extract_video(self.extractor, self._meta, Path(path), self.out_dir, messages=messages,
+                             key=key, image_fps=self.image_fps)
 
 
 def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, Any], *,
             address: Optional[str] = None, actors: Optional[int] = None, retries: int = 3,
             overwrite: bool = False, progress: bool = True, verbose: bool = False,
             decode_workers: Optional[int] = None,
-            check_meta: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, int]:
+            check_meta: Optional[Callable[[Dict[str, Any]], None]] = None,
+            image_fps: Optional[float] = None) -> Dict[str, int]:
     """Extract every video of ``inputs`` into ``out_dir`` on a Ray cluster.
 
     address: "auto", "HOST:PORT" or None (start a local Ray on this machine). actors: how many
@@ -114,8 +117,8 @@ def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, A
     ray = import_ray()
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    uniq, dups, costs = find_inputs(inputs)
-    order = shard(costs, [v.stem for v in uniq], 0, 1)               # longest first
+    uniq, keys, dups, costs = find_inputs(inputs)
+    order = shard(costs, keys, 0, 1)                                 # longest first
     init_kw: Dict[str, Any] = dict(address=address, log_to_driver=True,
                                    logging_level=logging.WARNING)
     if address is None:
@@ -140,7 +143,7 @@ def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, A
         kw = dict(extractor_kwargs)
         if not gpus and kw.get("device") is None:
             kw["device"] = "cpu"
-        pool = [Actor.remote(kw, str(out_dir), verbose, decode_workers) for _ in range(n)]
+        pool = [Actor.remote(kw, str(out_dir), verbose, decode_workers, image_fps) for _ in range(n)]
         infos = ray.get([a.info.remote() for a in pool])
         meta = infos[0]["meta"]
         for i in infos[1:]:
@@ -153,24 +156,24 @@ def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, A
         log.info("Ray: %d actor(s) on %s (%s)", n, sorted({i["host"] for i in infos}),
                  ", ".join(sorted({i["device"] for i in infos})))
         counts = new_counts(len(uniq))
-        done, todo_stems = finished_videos(out_dir, [v.stem for v in uniq], meta, overwrite)
+        done, todo_keys = finished_videos(out_dir, keys, meta, overwrite)
         counts["skipped"] = len(done)
         record_duplicates(out_dir, meta, dups, counts)
-        todo_set = set(todo_stems)
-        queue: List[int] = [i for i in order if uniq[i].stem in todo_set]
+        todo_set = set(todo_keys)
+        queue: List[int] = [i for i in order if keys[i] in todo_set]
         log.info("%d videos, %d finished, %d to extract on %d Ray actor(s) -> %s",
                  len(uniq), counts["skipped"], len(queue), n, out_dir)
-        _schedule(ray, pool, uniq, queue, meta, out_dir, counts, retries, progress)
+        _schedule(ray, pool, uniq, keys, queue, meta, out_dir, counts, retries, progress)
         for i in order:                      # temp files of killed actor processes
-            if uniq[i].stem in todo_set:
-                for t in stale_temp_files(out_dir, uniq[i].stem):
+            if keys[i] in todo_set:
+                for t in stale_temp_files(out_dir, keys[i]):
                     t.unlink(missing_ok=True)
         return counts
     finally:
         ray.shutdown()
 
 
-def _schedule(ray, pool, uniq, queue: List[int], meta, out_dir: Path, counts, retries: int,
+def _schedule(ray, pool, uniq, keys, queue: List[int], meta, out_dir: Path, counts, retries: int,
               progress: bool) -> None:
     """Hand out videos one per idle actor until all have a final row."""
     attempts: Dict[int, int] = {}
@@ -185,7 +188,7 @@ def _schedule(ray, pool, uniq, queue: List[int], meta, out_dir: Path, counts, re
                 actor = idle.pop(0)
                 vid = queue.pop(0)
                 attempts[vid] = attempts.get(vid, 0) + 1
-                running[actor.extract.remote(str(uniq[vid]))] = (vid, actor)
+                running[actor.extract.remote(str(uniq[vid]), keys[vid])] = (vid, actor)
             if not running:
                 raise RayRunError(f"every Ray actor died; {len(queue)} video(s) not extracted "
                                   f"(rerun to extract them)")
@@ -203,7 +206,7 @@ def _schedule(ray, pool, uniq, queue: List[int], meta, out_dir: Path, counts, re
                                 uniq[vid], type(exc).__name__, attempts[vid] + 1, retries + 1)
                     queue.insert(0, vid)
                     continue
-                row = make_row(meta, dict(video=uniq[vid].stem, path=str(uniq[vid]), status="failed",
+                row = make_row(meta, dict(video=keys[vid], path=str(uniq[vid]), status="failed",
                                           error=f"{uniq[vid]}: failed on Ray {attempts[vid]} times "
                                                 f"({type(exc).__name__}: {msg})"))
                 append_manifest(out_dir, row)

@@ -14,7 +14,7 @@ inline (``pipeline/review_assets/``, data as inline JSON), plots are drawn in th
   strip of thumbnails taken here with PyAV), the score curve with a playhead, the detected
   intervals listed and drawn, click to seek, keys ``n`` / ``p`` for the next / previous interval,
   and a threshold slider that recomputes the intervals in the page with the rule of
-  :func:`pipeline.detect.find_intervals` (mirrored in ``common.js``; a browser test checks that
+  :func:`pipeline.timeline.find_intervals` (mirrored in ``common.js``; a browser test checks that
   both agree).
 * ``report.html`` (evaluate): AUC, AP, FAR, ROC and PR curves, per-class AUC, and each test
   video's score curve against its ground truth, worst first (missed anomalous frames plus
@@ -22,7 +22,7 @@ inline (``pipeline/review_assets/``, data as inline JSON), plots are drawn in th
 
 Scores travel compactly: a per-frame curve that is a per-clip curve repeated (as detect and
 evaluate produce) is stored as its clip values, ``{"n": frames, "step": 16, "v": [...]}``; the
-page expands it with the same rule as :func:`pipeline.detect.frame_scores`.
+page expands it with the same rule as :func:`pipeline.timeline.frame_scores`.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ BROWSER_FORMATS: dict[str, set[str]] = {
 
 def encode_scores(frame_scores: np.ndarray, step: int = 16, decimals: int = 6) -> dict[str, Any]:
     """Per-frame scores (F,) -> ``{"n": F, "step": k, "v": values}`` with
-    ``frame_scores == frame_scores_of(v, F, k)`` (see :func:`pipeline.detect.frame_scores`:
+    ``frame_scores == frame_scores_of(v, F, k)`` (see :func:`pipeline.timeline.frame_scores`:
     value c on frames c*k .. c*k+k-1, the last value repeated past the end); ``step`` 1 when the
     curve is not piecewise constant on ``step`` frames. Values rounded to ``decimals``."""
     s = np.round(np.asarray(frame_scores, np.float64), decimals)                # (F,)
@@ -150,10 +150,37 @@ def video_thumbnails(path: str | Path, n: int = N_THUMBS, width: int = THUMB_WID
                     continue
                 h = max(2, int(round(frame.height * width / frame.width / 2)) * 2)
                 img = frame.to_image().resize((width, h))
+                rot = int(round(getattr(frame, "rotation", 0) or 0))
+                if rot % 90 == 0 and rot % 360:            # as players show it (display matrix)
+                    img = img.rotate(rot, expand=True)
                 buf = io.BytesIO()
                 img.save(buf, format="JPEG", quality=70)
                 out.append({"t": round(float(frame.time if frame.time is not None else t), 3),
                             "src": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()})
+    except Exception:  # noqa: BLE001 - thumbnails are a convenience; the curve still works
+        return out
+    return out
+
+
+def folder_thumbnails(folder: str | Path, fps: float, n: int = N_THUMBS,
+                      width: int = THUMB_WIDTH) -> list[dict[str, Any]]:
+    """Thumbnails of a frame folder (numbered images, ``fps`` frames a second), like
+    :func:`video_thumbnails`; [] when its images cannot be read."""
+    from PIL import Image
+
+    from .video import frame_images
+
+    images = frame_images(folder)
+    out: list[dict[str, Any]] = []
+    try:
+        for k in sorted({int(len(images) * (i + 0.5) / n) for i in range(n)} if images else ()):
+            with Image.open(images[k]) as im:
+                im = im.convert("RGB")
+                im = im.resize((width, max(2, int(round(im.height * width / im.width)))))
+                buf = io.BytesIO()
+                im.save(buf, format="JPEG", quality=70)
+            out.append({"t": round(k / fps, 3),
+                        "src": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()})
     except Exception:  # noqa: BLE001 - thumbnails are a convenience; the curve still works
         return out
     return out
@@ -202,7 +229,7 @@ def render_page(template: str, script: str, title: str, data: Any) -> str:
 
 def detect_page_data(out_dir: str | Path, summary: dict, thumbnails: bool = True) -> dict[str, Any]:
     """The detect page's data from a detection folder's summary (videos with results only)."""
-    from .detect import read_intervals_csv, read_scores_csv
+    from .timeline import read_intervals_csv, read_scores_csv, read_times_csv
 
     out_dir = Path(out_dir)
     clip_len = int((summary.get("extractor") or {}).get("clip_len") or 16)
@@ -212,11 +239,12 @@ def detect_page_data(out_dir: str | Path, summary: dict, thumbnails: bool = True
             problems.append(f"{row.get('video')}: {row.get('error')}")
             continue
         files = row.get("files", {})
-        scores_path = out_dir / Path(files.get("scores", f"{row['video']}.scores.csv")).name
-        ivs_path = out_dir / Path(files.get("intervals", f"{row['video']}.intervals.csv")).name
+        scores_path = out_dir / f"{row['video']}.scores.csv"           # the key keeps its folders
+        ivs_path = out_dir / f"{row['video']}.intervals.csv"
         try:
             scores = read_scores_csv(scores_path)
             intervals = read_intervals_csv(ivs_path)
+            times = read_times_csv(scores_path).round(4).tolist() if row.get("vfr") else None
         except (OSError, ValueError) as e:
             problems.append(f"{row['video']}: cannot read its outputs ({e})")
             continue
@@ -224,11 +252,13 @@ def detect_page_data(out_dir: str | Path, summary: dict, thumbnails: bool = True
         playable = src.is_file() and browser_playable(src)
         settings = row.get("settings", {})
         videos.append(dict(
-            name=row["video"], file=src.name, fps=float(row["fps"]), frames=int(len(scores)),
-            duration_s=round(len(scores) / float(row["fps"]), 3), max_score=float(np.max(scores)) if len(scores) else 0.0,
+            name=row["video"], file=src.name, fps=float(row["fps"]), frames=int(len(scores)), times=times,
+            duration_s=float(row.get("duration_s") or round(len(scores) / float(row["fps"]), 3)),
+            max_score=float(np.max(scores)) if len(scores) else 0.0,
             src=relative_url(src, out_dir) if playable else None,
-            thumbs=[] if playable or not thumbnails or not src.is_file() else video_thumbnails(src),
-            missing=not src.is_file(), scores=encode_scores(scores, clip_len), intervals=intervals,
+            thumbs=([] if playable or not thumbnails or not src.exists() else
+                    folder_thumbnails(src, float(row["fps"])) if src.is_dir() else video_thumbnails(src)),
+            missing=not src.exists(), scores=encode_scores(scores, clip_len), intervals=intervals,
             threshold=settings.get("threshold", summary.get("threshold")),
             min_duration_s=settings.get("min_duration_s", summary.get("min_duration_s")),
             merge_gap_s=settings.get("merge_gap_s", summary.get("merge_gap_s")),
@@ -291,8 +321,11 @@ def evaluation_page_data(report: dict, videos: Sequence[Any]) -> dict[str, Any]:
     keys = ("dataset", "checkpoint", "checkpoint_epoch", "selected_by", "headline", "auc", "ap", "auc_abnormal",
             "far", "far_threshold", "per_class", "n_videos", "n_abnormal_videos", "n_normal_videos", "n_frames",
             "n_anomalous_frames")
+    normal_frames = int(np.sum(labels == 0))
+    all_false = int(sum(r["false_alarms"] for r in rows))       # normal frames of every video, anomalous ones too
     return dict(kind="report", report={k: report.get(k) for k in keys}, roc=roc, pr=pr,
                 positive_rate=float(labels.mean()) if len(labels) else 0.0,
+                false_alarm_frames=all_false, far_all=all_false / normal_frames if normal_frames else None,
                 generated=time.strftime("%Y-%m-%d %H:%M"), videos=rows)
 
 

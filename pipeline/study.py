@@ -714,7 +714,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS), help="Fig. 2's alpha values")
     p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs of every run")
     p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of training videos held out (stratified) for model selection; 0 = final model")
+                   help="share of training videos held out (stratified) for model selection; 0 = final model "
+                        "(default 0.1, unlike pipeline.train's 0: the study's headline is the "
+                        "validation-selected model)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (not part of the cache key)")
     p.add_argument("--T", type=int, default=None, help="segments per training video (default by dataset)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="videos per batch, half normal half abnormal")

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from .cli import HelpFormatter, progress, run_cli
+from .cli import HelpFormatter, check_device, progress, run_cli
 from . import diagnostics as DG
 from .clustering import (CROSS_BATCH_WAYS, PSEUDO_LABELS, PSEUDO_RULES, CrossBatchMemory, clustering_input,
                          far_pseudo_labels, kmeans2, novelty, pseudo_labels, random_pseudo_labels)
@@ -770,7 +770,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "slowly or not at all (default: on; bench/RESULTS.md, issue 8)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="hold out this share of the training videos (stratified) and keep the checkpoint "
-                        "with the best video-level AUC on them as best.pt; the test set is never used")
+                        "with the best video-level AUC on them as best.pt; the test set is never used. "
+                        "Default 0: every training video trains and model.pt is the result (pipeline.study "
+                        "holds out 0.1, because its protocol reports the validation-selected model)")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="do not read or write the resampled training set in <data-root>/.pipeline_cache/ "
                         "(keyed by the list, the files' sizes and times, T and the width; safe to delete)")
@@ -792,7 +794,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: train(config_from_args(args)))
+
+    def run():
+        check_device(args.device)                  # before anything is read or written
+        train(config_from_args(args))
+    return run_cli(run)
 
 
 if __name__ == "__main__":

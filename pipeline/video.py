@@ -20,13 +20,21 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
+#: A folder of numbered images with these extensions (and no video file) is one video.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 CLIP_LEN = 16
+#: Frame rate of a frame folder when none is given (its images carry no timestamps).
+DEFAULT_IMAGE_FPS = 25.0
+#: Demuxers that read a single still image: such a file is not a video, whatever its name.
+STILL_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "tiff_pipe", "webp_pipe",
+                       "gif", "gif_pipe", "jpegls_pipe", "pgm_pipe", "ppm_pipe", "qoi_pipe")
 
 # Normalisations: name -> (mean, std) applied to RGB/255.
 # "kinetics": pytorchvideo's I3D_8x8_R50 and video-nonlocal-net's 32x2 baseline
@@ -51,19 +59,87 @@ def is_video_file(path: PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
+def is_image_file(path: PathLike) -> bool:
+    """True when the file name ends in one of IMAGE_EXTENSIONS (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def natural_key(name: str) -> List[Union[int, str]]:
+    """Sort key that orders numbers by value: 1.png < 2.png < 10.png, frame_9 < frame_10."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def frame_images(folder: PathLike) -> List[Path]:
+    """The image files directly in ``folder`` (not hidden), in natural order of their names."""
+    files = [p for p in Path(folder).iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def is_frame_folder(path: PathLike) -> bool:
+    """A folder holding image files, no video file and no subfolder: one video, its frames in name
+    order. (A folder with subfolders is searched instead: a stray image beside ``Test001/`` ...
+    must not turn the whole tree into one video.)"""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    has_image = False
+    for p in path.iterdir():
+        if p.name.startswith("."):
+            continue
+        if p.is_dir() or is_video_file(p):
+            return False
+        if not p.is_file():
+            continue
+        has_image = has_image or is_image_file(p)
+    return has_image
+
+
 def find_videos(root: PathLike) -> List[Path]:
-    """Video files under ``root`` (recursive, sorted), or ``[root]`` for a single file.
+    """Videos under ``root`` (recursive, sorted): video files and frame folders (see
+    :func:`is_frame_folder`; a frame folder is not searched further), or ``[root]`` for a single
+    file or a frame folder.
 
     Raises FileNotFoundError when ``root`` does not exist.
     """
     root = Path(root)
-    if root.is_file():
+    if root.is_file() or is_frame_folder(root):
         return [root]
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such file or directory")
-    found = [p for p in root.rglob("*") if p.is_file() and is_video_file(p)
-             and not p.name.startswith(".")]
+    found: List[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        d = Path(dirpath)
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        keep = []
+        for n in dirnames:
+            if is_frame_folder(d / n):
+                found.append(d / n)
+            else:
+                keep.append(n)
+        dirnames[:] = keep
+        found.extend(d / n for n in filenames if is_video_file(n) and not n.startswith(".")
+                     and (d / n).is_file())
     return sorted(found)
+
+
+def video_key(video: PathLike, root: PathLike) -> str:
+    """The output name of ``video`` found under the input ``root``: its path relative to the root,
+    without the video extension, '/'-separated (``cam1/2024-01-01_0800``), so that equal file
+    names in different folders never collide. A root that is itself the video (a file or a frame
+    folder) gives its own name (``clip``, ``Test001``)."""
+    video, root = Path(video), Path(root)
+    rel = Path(video.name) if video == root else video.relative_to(root)
+    if is_video_file(rel) or (video.is_file() and rel.suffix):
+        rel = rel.with_suffix("")
+    return rel.as_posix()
+
+
+def find_keyed_videos(inputs: Sequence[PathLike]) -> List[Tuple[Path, str]]:
+    """(video, output key) for every video of ``inputs`` (see :func:`find_videos`, :func:`video_key`)."""
+    out: List[Tuple[Path, str]] = []
+    for root in inputs:
+        out.extend((v, video_key(v, root)) for v in find_videos(root))
+    return out
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -124,16 +200,28 @@ def probe(path: PathLike) -> Dict[str, float]:
 class FrameStream:
     """Iterate RGB frames (H, W, 3) uint8 of one video, short side resized, decoded on demand.
 
-    After iteration: ``frames`` (decoded count), ``fps``, ``src_size`` (w, h),
-    ``out_size`` (w, h) and ``error`` (a message when decoding stopped on an error
-    after at least one frame; None otherwise). Errors before the first frame raise
-    VideoError. ``threads`` is the decoder's thread count (0 = FFmpeg's choice).
+    ``path`` is a video file or a frame folder (numbered images, :func:`is_frame_folder`), whose
+    images are decoded by the same PyAV / libswscale path as video frames, at ``image_fps``.
+
+    After iteration: ``frames`` (decoded count), ``fps``, ``src_size`` (w, h), ``out_size`` (w, h),
+    ``times`` (each frame's presentation time in seconds, from the first frame's: variable frame
+    rates are kept as they are), ``rotation`` (degrees counter-clockwise from the container's
+    display matrix), ``rotation_applied`` and ``error`` (a message when decoding stopped on an
+    error after at least one frame; None otherwise). Errors before the first frame raise
+    VideoError, as does a still image under a video name and, in a frame folder, an unreadable
+    image or one of another size. ``threads`` is the decoder's thread count (0 = FFmpeg's choice).
+
+    Rotation: players turn a frame by its display matrix (phone videos are stored sideways with
+    ``rotate=90``); so does this, after the resize, for multiples of 90 degrees. A display matrix
+    with a mirror or another angle is not applied and ``rotation_applied`` says so.
     """
 
-    def __init__(self, path: PathLike, short_side: Optional[int] = 256, threads: int = 0):
+    def __init__(self, path: PathLike, short_side: Optional[int] = 256, threads: int = 0,
+                 image_fps: float = DEFAULT_IMAGE_FPS):
         self.path = Path(path)
         self.short_side = short_side
         self.threads = threads
+        self.image_fps = float(image_fps)
         self.frames = 0
         self.fps = 0.0
         self.src_size: Optional[Tuple[int, int]] = None
@@ -144,6 +232,10 @@ class FrameStream:
         self.header_seconds = 0.0  # the duration the header announces; 0 when unknown
         self.first_time: Optional[float] = None   # timestamps (s) of the first / last decoded frame
         self.last_time: Optional[float] = None
+        self.times: List[float] = []              # per frame, seconds from the first frame
+        self.rotation = 0
+        self.rotation_applied = True
+        self.frame_folder = False
 
     def truncated(self, below: float = 0.9) -> bool:
         """After iteration: True when far less was decoded than the header announces (a cut
@@ -156,10 +248,44 @@ class FrameStream:
             return (self.last_time - self.first_time + step) < below * self.header_seconds
         return False
 
+    def _to_rgb(self, frame) -> np.ndarray:
+        """One decoded frame -> (H, W, 3) uint8 at ``out_size`` (bilinear), turned as displayed."""
+        if self.out_size is None:
+            self.src_size = (frame.width, frame.height)
+            self.out_size = (self.src_size if not self.short_side else
+                             resized_size(frame.width, frame.height, self.short_side))
+        w, h = self.out_size
+        if (frame.width, frame.height) == (w, h):
+            rgb = frame.to_ndarray(format="rgb24")
+        else:
+            rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
+        if self.rotation % 360 and self.rotation_applied:
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=(self.rotation // 90) % 4))   # counter-clockwise
+        return rgb
+
+    def _read_rotation(self, frame) -> None:
+        """The display matrix of the first frame: rotation, and whether it can be applied."""
+        try:
+            self.rotation = int(round(frame.rotation or 0))
+        except Exception:       # no display matrix support: nothing to apply
+            self.rotation = 0
+        mirrored = False
+        try:
+            for sd in frame.side_data:
+                if "DISPLAYMATRIX" in str(getattr(sd, "type", "")).upper():
+                    m = np.frombuffer(bytes(sd), dtype="<i4")[:9].astype(np.float64)   # 16.16 fixed point
+                    mirrored = m[0] * m[4] - m[1] * m[3] < 0
+        except Exception:
+            pass
+        self.rotation_applied = self.rotation % 90 == 0 and not mirrored
+
     def __iter__(self) -> Iterator[np.ndarray]:
+        path = self.path
+        if path.is_dir():
+            yield from self._iter_folder()
+            return
         import av
 
-        path = self.path
         if not path.exists():
             raise VideoError(f"{path}: no such file")
         if path.stat().st_size == 0:
@@ -171,6 +297,9 @@ class FrameStream:
         with container:
             if not container.streams.video:
                 raise VideoError(f"{path}: no video stream")
+            fmt = (container.format.name or "").split(",")
+            if any(f in STILL_IMAGE_FORMATS for f in fmt):
+                raise VideoError(f"{path}: a still image ({container.format.name}), not a video")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if self.threads:
@@ -194,17 +323,10 @@ class FrameStream:
                         raise VideoError(msg) from exc
                     self.error = msg
                     break
-                if self.out_size is None:
-                    self.src_size = (frame.width, frame.height)
-                    self.out_size = (self.src_size if not self.short_side else
-                                     resized_size(frame.width, frame.height, self.short_side))
-                w, h = self.out_size
+                if self.frames == 0:
+                    self._read_rotation(frame)
                 try:
-                    if (frame.width, frame.height) == (w, h):
-                        rgb = frame.to_ndarray(format="rgb24")
-                    else:
-                        rgb = frame.reformat(width=w, height=h, format="rgb24",
-                                             interpolation="BILINEAR").to_ndarray()
+                    rgb = self._to_rgb(frame)
                 except Exception as exc:
                     msg = f"{path}: cannot convert frame {self.frames} ({type(exc).__name__}: {exc})"
                     if self.frames == 0:
@@ -212,12 +334,50 @@ class FrameStream:
                     self.error = msg
                     break
                 self.frames += 1
-                if frame.time is not None:
-                    self.first_time = frame.time if self.first_time is None else self.first_time
-                    self.last_time = frame.time
+                t = frame.time
+                if t is not None:
+                    self.first_time = t if self.first_time is None else self.first_time
+                    self.last_time = t
+                # a frame without a timestamp: one frame period after the previous one
+                prev = self.times[-1] if self.times else None
+                if t is None or self.first_time is None:
+                    rel = 0.0 if prev is None else prev + (1.0 / self.fps if self.fps else 0.0)
+                else:
+                    rel = t - self.first_time
+                self.times.append(round(float(rel), 6))
                 yield rgb  # (H, W, 3) uint8
         if self.frames == 0:
             raise VideoError(f"{path}: no decodable frames")
+
+    def _iter_folder(self) -> Iterator[np.ndarray]:
+        """Frames of a frame folder: each image decoded by PyAV, all of one size, at image_fps."""
+        import av
+
+        images = frame_images(self.path)
+        if not images:
+            raise VideoError(f"{self.path}: a folder without images (looked for {' '.join(IMAGE_EXTENSIONS)})")
+        self.frame_folder = True
+        self.fps = self.image_fps
+        self.header_frames = self.frames_expected = len(images)
+        self.header_seconds = len(images) / self.fps
+        for img in images:
+            try:
+                with av.open(str(img)) as c:
+                    frame = next(c.decode(video=0))
+                    if self.src_size is not None and (frame.width, frame.height) != self.src_size:
+                        raise VideoError(f"{img}: {frame.width}x{frame.height}, but the folder's first image "
+                                         f"{images[0].name} is {self.src_size[0]}x{self.src_size[1]}: "
+                                         f"the images of one video must have one size")
+                    rgb = self._to_rgb(frame)
+            except VideoError:
+                raise
+            except Exception as exc:
+                raise VideoError(f"{img}: cannot read image ({type(exc).__name__}: {exc})") from exc
+            self.times.append(round(self.frames / self.fps, 6))
+            self.first_time = 0.0
+            self.last_time = self.times[-1]
+            self.frames += 1
+            yield rgb  # (H, W, 3) uint8
 
 
 def iter_clips(frames: Iterator[np.ndarray], tail: str = "pad",

@@ -86,7 +86,7 @@ def _train_clip_supervised(videos: list[dict], features: Path, steps: int = 100)
     model = AnomalyGCN(in_dim=2048, dropout=0.0)
     data = []
     for v in videos:
-        x = torch.from_numpy(np.load(features / f"{v['name']}.npy"))[:, 0][None]      # (1, clips, 2048)
+        x = torch.from_numpy(np.load(next(features.rglob(f"{v['name']}.npy"))))[:, 0][None]   # (1, clips, 2048)
         y = torch.zeros(x.shape[1])
         for s, e in v["anomalies"]:
             y[s // 16:e // 16 + 1] = 1.0
@@ -142,8 +142,12 @@ def test_detect_cli_end_to_end(trained, capsys):
     printed = capsys.readouterr().out
     assert "probe_video" in printed and "RANDOM" in printed
 
-    # never silently overwrite
+    # a rerun with the same settings keeps the finished video; other settings are never silently overwritten
+    before = (out / "probe_video.scores.csv").stat().st_mtime_ns
     rc = det.main([str(trained["video"]), "--checkpoint", str(trained["run"]), "--out", str(out), *FX, *RANDOM])
+    assert rc == 0 and (out / "probe_video.scores.csv").stat().st_mtime_ns == before
+    rc = det.main([str(trained["video"]), "--checkpoint", str(trained["run"]), "--out", str(out),
+                   "--threshold", "0.6", *FX, *RANDOM])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     assert det.main([str(trained["video"]), "--checkpoint", str(trained["run"]), "--out", str(out),
                      "--overwrite", "--quiet", *FX, *RANDOM]) == 0

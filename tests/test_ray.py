@@ -150,6 +150,7 @@ def _summary_without_run_details(path: Path) -> dict:
     for v in s["videos"]:
         v.pop("seconds")
         v.pop("files", None)
+        v.pop("end_unix", None)                     # when the video finished (detect's resume check)
     return s
 
 

@@ -7,7 +7,7 @@ function pageData() {
 }
 
 /** {n, step, v, q?} -> Float64Array(n): value c on frames c*step .. c*step+step-1, the last value
- *  repeated past the end (pipeline.detect.frame_scores / review.decode_scores). */
+ *  repeated past the end (pipeline.timeline.frame_scores / review.decode_scores). */
 function expandScores(enc) {
   const n = enc.n, step = enc.step, q = enc.q || 1, v = enc.v;
   const out = new Float64Array(n);
@@ -20,10 +20,12 @@ function expandScores(enc) {
 
 function round(x, d) { const m = Math.pow(10, d); return Math.round(x * m) / m; }
 
-/** Anomalous intervals of per-frame scores: the rule of pipeline.detect.find_intervals, line by
+/** Anomalous intervals of per-frame scores: the rule of pipeline.timeline.find_intervals, line by
  *  line: runs of frames >= threshold, runs separated by fewer than mergeGap*fps frames joined,
- *  runs shorter than minDuration*fps frames dropped. Frames 0-based, inclusive ends. */
-function findIntervals(scores, fps, threshold, minDuration, mergeGap) {
+ *  runs shorter than minDuration*fps frames dropped. Frames 0-based, inclusive ends. With `times`
+ *  (each frame's own time, variable frame rate) gaps and durations are measured on them. */
+function findIntervals(scores, fps, threshold, minDuration, mergeGap, times) {
+  if (times) return findIntervalsTimed(scores, fps, threshold, minDuration, mergeGap, times);
   const runs = [];
   let start = -1;
   for (let i = 0; i < scores.length; i++) {
@@ -47,6 +49,62 @@ function findIntervals(scores, fps, threshold, minDuration, mergeGap) {
               mean_score: round(sum / (e - s + 1), 6)});
   }
   return out;
+}
+
+/** End of each frame: the next frame's start; the last lasts as long as the step before it. */
+function frameEnds(times, fps) {
+  const n = times.length, ends = new Float64Array(n);
+  for (let i = 0; i + 1 < n; i++) ends[i] = times[i + 1];
+  if (n) ends[n - 1] = times[n - 1] + (n > 1 && times[n - 1] > times[n - 2] ? times[n - 1] - times[n - 2] : 1 / fps);
+  return ends;
+}
+
+/** findIntervals on the frames' own times (pipeline.timeline.find_intervals with `times`). */
+function findIntervalsTimed(scores, fps, threshold, minDuration, mergeGap, times) {
+  const ends = frameEnds(times, fps), runs = [];
+  let start = -1;
+  for (let i = 0; i < scores.length; i++) {
+    const above = scores[i] >= threshold;
+    if (above && start < 0) start = i;
+    if (!above && start >= 0) { runs.push([start, i - 1]); start = -1; }
+  }
+  if (start >= 0) runs.push([start, scores.length - 1]);
+  const merged = [];
+  for (const [s, e] of runs) {
+    if (merged.length && times[s] - ends[merged[merged.length - 1][1]] < mergeGap - 1e-9) merged[merged.length - 1][1] = e;
+    else merged.push([s, e]);
+  }
+  const out = [];
+  for (const [s, e] of merged) {
+    if (ends[e] - times[s] < minDuration - 1e-9) continue;
+    let peak = s, sum = 0;
+    for (let i = s; i <= e; i++) { sum += scores[i]; if (scores[i] > scores[peak]) peak = i; }
+    out.push({start_frame: s, end_frame: e, start_s: round(times[s], 4), end_s: round(ends[e], 4),
+              duration_s: round(ends[e] - times[s], 4), peak_score: round(scores[peak], 6), peak_frame: peak,
+              mean_score: round(sum / (e - s + 1), 6)});
+  }
+  return out;
+}
+
+/** A video's clock: time of a (fractional) frame position and the frame at a time, on its own
+ *  frame times (`v.times`, variable frame rate) or at `v.fps`. */
+function videoClock(v) {
+  if (!v.times) return {timeOf: f => f / v.fps, frameAt: t => t * v.fps};
+  const T = v.times, ends = frameEnds(T, v.fps), n = T.length;
+  const timeOf = f => {
+    if (f <= 0) return T[0] || 0;
+    if (f >= n) return ends[n - 1];
+    const i = Math.floor(f);
+    return T[i] + (f - i) * (ends[i] - T[i]);
+  };
+  const frameAt = t => {
+    if (t <= T[0]) return 0;
+    if (t >= ends[n - 1]) return n;
+    let lo = 0, hi = n - 1;                                  // last frame starting at or before t
+    while (lo < hi) { const m = (lo + hi + 1) >> 1; if (T[m] <= t) lo = m; else hi = m - 1; }
+    return lo + (t - T[lo]) / Math.max(1e-9, ends[lo] - T[lo]);
+  };
+  return {timeOf, frameAt};
 }
 
 /** Per-pixel [min, max] of scores[f0 .. f1) over `width` columns (drawing a long curve). */
@@ -116,18 +174,18 @@ function drawCurve(canvas, opts) {
     if (lo[x] !== hi[x]) ctx.lineTo(px, Y(lo[x]));
   }
   ctx.stroke();
-  if (opts.axis) drawAxes(ctx, pad, pw, ph, f0, f1, opts.fps);
+  if (opts.axis) drawAxes(ctx, pad, pw, ph, f0, f1, opts.fps, opts.clock);
   return {X, Y, pad, pw, ph, f0, f1, w, h};
 }
 
 /** Time (or frame) ticks along the bottom and score ticks on the left. */
-function drawAxes(ctx, pad, pw, ph, f0, f1, fps) {
+function drawAxes(ctx, pad, pw, ph, f0, f1, fps, clock) {
   ctx.fillStyle = "#444"; ctx.strokeStyle = "#bbb"; ctx.lineWidth = 1; ctx.font = "11px sans-serif";
   ctx.strokeRect(pad.l + 0.5, pad.t + 0.5, pw - 1, ph - 1);
   ctx.textAlign = "right"; ctx.textBaseline = "middle";
   for (const s of [0, 0.5, 1]) ctx.fillText(s.toFixed(1), pad.l - 4, pad.t + (1 - s) * ph);
   const unit = fps > 0 ? fps : 1;
-  const t0 = f0 / unit, t1 = f1 / unit;
+  const t0 = clock ? clock.timeOf(f0) : f0 / unit, t1 = clock ? clock.timeOf(f1) : f1 / unit;
   const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
   const most = Math.max(2, pw / 80);                      // ticks at least 80 px apart
   let step = steps.find(s => (t1 - t0) / s <= most) || 14400;
@@ -137,7 +195,8 @@ function drawAxes(ctx, pad, pw, ph, f0, f1, fps) {
   }
   ctx.textAlign = "center"; ctx.textBaseline = "top";
   for (let t = Math.ceil(t0 / step) * step; t <= t1 + 1e-9; t += step) {
-    const x = pad.l + (t - t0) / Math.max(1e-9, t1 - t0) * pw;
+    const x = clock ? pad.l + (clock.frameAt(t) - f0) / Math.max(1, f1 - f0) * pw   // frames are linear
+                    : pad.l + (t - t0) / Math.max(1e-9, t1 - t0) * pw;
     ctx.beginPath(); ctx.moveTo(x, pad.t + ph); ctx.lineTo(x, pad.t + ph + 3); ctx.stroke();
     ctx.fillText(fps > 0 ? fmtTime(t) : String(Math.round(t)), x, pad.t + ph + 5);
   }

@@ -12,6 +12,11 @@
   };
   window.review = {data: D, state, findIntervals, expandScores, select};
 
+  const clocks = new Map();                // video -> its clock (frame <-> time, pipeline/timeline.py)
+  function clockOf(v) {
+    if (!clocks.has(v)) clocks.set(v, videoClock(v));
+    return clocks.get(v);
+  }
   const cache = new Map();                 // video index -> Float64Array of frame scores
   function scoresOf(i) {
     if (!cache.has(i)) cache.set(i, expandScores(D.videos[i].scores));
@@ -19,7 +24,7 @@
   }
   function intervalsOf(i) {
     const v = D.videos[i];
-    return findIntervals(scoresOf(i), v.fps, state.threshold, state.minDuration, state.mergeGap);
+    return findIntervals(scoresOf(i), v.fps, state.threshold, state.minDuration, state.mergeGap, v.times);
   }
 
   // ------------------------------------------------------------------ header and index
@@ -90,7 +95,7 @@
   function drawMain() {
     const i = state.cur, v = D.videos[i];
     state.layout = drawCurve($("curve"), {scores: scoresOf(i), intervals: ivPairs(), threshold: state.threshold,
-                                          pad: PAD, axis: true, fps: v.fps});
+                                          pad: PAD, axis: true, fps: v.fps, clock: v.times ? clockOf(v) : null});
     $("curve").dataset.intervals = String(state.intervals.length);
     drawZoom();
     drawPlayhead();
@@ -98,7 +103,8 @@
   function zoomRange(v) {
     const t = state.player ? state.player.time() : 0;
     const t0 = Math.max(0, Math.min(t - ZOOM_S / 2, v.duration_s - ZOOM_S));
-    return [Math.floor(t0 * v.fps), Math.min(v.frames, Math.ceil((t0 + ZOOM_S) * v.fps))];
+    const c = clockOf(v);
+    return [Math.floor(c.frameAt(t0)), Math.min(v.frames, Math.ceil(c.frameAt(t0 + ZOOM_S)))];
   }
   function drawZoom() {
     const i = state.cur, v = D.videos[i];
@@ -107,13 +113,13 @@
     if (!long) { state.zoomLayout = null; return; }
     const [f0, f1] = zoomRange(v);
     state.zoomLayout = drawCurve($("zoom"), {scores: scoresOf(i), f0, f1, intervals: ivPairs(), threshold: state.threshold,
-                                             pad: PAD, axis: true, fps: v.fps});
+                                             pad: PAD, axis: true, fps: v.fps, clock: v.times ? clockOf(v) : null});
   }
-  function playheadOn(canvas, L, t, fps) {
+  function playheadOn(canvas, L, t, v) {
     const [ctx, w, h] = fitCanvas(canvas);
     ctx.clearRect(0, 0, w, h);
     if (!L) return;
-    const f = t * fps;
+    const f = clockOf(v).frameAt(t);
     if (f < L.f0 || f > L.f1) return;
     const x = L.X(f);
     ctx.strokeStyle = COLOURS.playhead; ctx.lineWidth = 1.5;
@@ -121,8 +127,8 @@
   }
   function drawPlayhead() {
     const v = D.videos[state.cur], t = state.player.time();
-    playheadOn($("overlay"), state.layout, t, v.fps);
-    playheadOn($("zoomoverlay"), state.zoomLayout, t, v.fps);
+    playheadOn($("overlay"), state.layout, t, v);
+    playheadOn($("zoomoverlay"), state.zoomLayout, t, v);
     $("vinfo").dataset.time = t.toFixed(3);
     const k = state.intervals.findIndex(iv => t >= iv.start_s - 1e-6 && t < iv.end_s);
     [...$("intervals").tBodies[0].rows].forEach((tr, j) => tr.classList.toggle("cur", j === k));
@@ -147,7 +153,7 @@
       if (!L) return;
       const r = e.currentTarget.getBoundingClientRect();
       const f = L.f0 + (e.clientX - r.left - L.pad.l) / L.pw * (L.f1 - L.f0);
-      state.player.seek(Math.max(0, Math.min(f, v.frames)) / v.fps);
+      state.player.seek(clockOf(v).timeOf(Math.max(0, Math.min(f, v.frames))));
     });
   }
   clickToSeek("curvebox", () => state.layout);
@@ -206,6 +212,7 @@
     rows.forEach((tr, j) => tr.classList.toggle("sel", j === i));
     $("vname").textContent = v.name;
     $("vinfo").textContent = `${v.file} \u00b7 ${fmtTime(v.duration_s, true)} \u00b7 ${v.frames} frames at ${+v.fps.toFixed(3)} fps`
+      + (v.times ? " (variable frame rate: times are the frames' own)" : "")
       + ` \u00b7 peak ${v.max_score.toFixed(3)}` + (v.warning ? ` \u00b7 ${v.warning}` : "");
     state.player = v.src ? videoPlayer(v) : thumbPlayer(v);
     recompute();

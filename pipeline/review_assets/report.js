@@ -15,7 +15,10 @@
   metric("frame AUC", pct(R.auc), head === "auc" ? "head" : "");
   metric("frame AP", pct(R.ap), head === "ap" ? "head" : "");
   metric("AUC, anomalous videos only", pct(R.auc_abnormal));
-  metric(`false alarms @ ${R.far_threshold}`, pct(R.far));
+  // two rates: the field's FAR counts normal videos only; the rows count every video's normal frames
+  metric(`false-alarm rate @ ${R.far_threshold}, normal videos`, pct(R.far));
+  metric(`false-alarm frames @ ${R.far_threshold}, all videos`,
+         `${D.false_alarm_frames} (${pct(D.far_all)} of normal frames)`);
   metric("anomalous frames", `${R.n_anomalous_frames} of ${R.n_frames}`);
 
   // ------------------------------------------------------------------ ROC / PR (SVG)
