@@ -5,9 +5,10 @@ stream time to :meth:`AlertRecorder.frame_hook`; the recorder keeps a rolling bu
 ``before + min_duration + LATENCY_ALLOWANCE`` seconds (an interval is announced only once it has lasted
 ``min_duration``, and after the scoring delay). When the scorer opens an interval, the buffered frames
 from ``start - before`` on are encoded (PyAV, H.264, millisecond timestamps from the frames' own
-times) to a temporary file beside ``DIR/<stream>_<start>s.mp4``, then every new frame, until
-``after`` seconds past the interval's end (or the stream breaks, or watch stops); then the file
-is renamed into place. Memory: the buffer, bounded by time; encoding runs in the stream's own
+times) to a temporary file beside ``DIR/<stream>_<start>s.mp4``, then the following frames as the
+scorer gets through them (a frame is written once its clip is scored, so that a recording ends
+exactly ``after`` seconds past the interval's end, however far the reader runs ahead), until that
+end (or the stream breaks, or watch stops); then the file is renamed into place. Memory: the buffer, bounded by time; encoding runs in the stream's own
 reader thread, so it never delays another stream.
 """
 from __future__ import annotations
@@ -89,6 +90,7 @@ class AlertRecorder:
         self.buffers: Dict[str, Deque] = {}
         self.active: Dict[str, List[_Recording]] = collections.defaultdict(list)
         self.pending: Dict[str, Dict[int, _Recording]] = collections.defaultdict(dict)
+        self.scored_t: Dict[str, float] = {}
 
     def frame_hook(self, name: str):
         buf: Deque = collections.deque()
@@ -96,27 +98,36 @@ class AlertRecorder:
 
         def hook(rgb: np.ndarray, t: float) -> None:
             if buf and t < buf[-1][1]:                  # a new connection whose clock restarted
+                self._drain(name, final=True)
                 buf.clear()
             buf.append((rgb, t))
             while buf and buf[0][1] < t - self.keep:
                 buf.popleft()
-            with self.lock:
-                recs = list(self.active[name])
-            for rec in recs:
-                try:
-                    if rec.out is None:                  # just opened: the buffered past first
-                        for f, ft in list(buf):
-                            if ft >= rec.start_t:
-                                rec.write(f, ft)
-                    else:
-                        rec.write(rgb, t)
-                except Exception as e:                   # disk full, codec trouble: this clip only
-                    self._log(name, f"--save-clips {rec.path}: {type(e).__name__}: {e}")
-                    self._end(name, rec, keep=False)
-                    continue
-                if (rec.stop_t is not None and t > rec.stop_t) or (rec.last_t is not None and t < rec.last_t):
-                    self._end(name, rec)
+            self._drain(name)
         return hook
+
+    def scored(self, name: str, t: float) -> None:
+        """The scorer has scored the stream up to time ``t``: frames up to it may be written."""
+        self.scored_t[name] = t
+
+    def _drain(self, name: str, final: bool = False) -> None:
+        """Write each recording's buffered frames up to what is decided (scored, and not past its
+        end); finish those whose end has been written (all of them when ``final``)."""
+        with self.lock:
+            recs = list(self.active[name])
+        buf = self.buffers.get(name, ())
+        for rec in recs:
+            limit = min(self.scored_t.get(name, -np.inf), np.inf if rec.stop_t is None else rec.stop_t)
+            try:
+                for f, ft in list(buf):
+                    if ft >= rec.start_t and ft <= limit and (rec.last_t is None or ft > rec.last_t):
+                        rec.write(f, ft)
+            except Exception as e:                       # disk full, codec trouble: this clip only
+                self._log(name, f"--save-clips {rec.path}: {type(e).__name__}: {e}")
+                self._end(name, rec, keep=False)
+                continue
+            if final or (rec.stop_t is not None and self.scored_t.get(name, -np.inf) >= rec.stop_t):
+                self._end(name, rec)
 
     def interval(self, name: str, kind: str, iv: dict) -> str:
         """The scorer's interval events: start a recording at 'open', set its end at 'close'."""
@@ -155,7 +166,6 @@ class AlertRecorder:
             self.log.write(dict(event="error", stream=name, error=msg))
 
     def close(self) -> None:
-        """Finish every recording (watch is stopping)."""
+        """Write what is decided and finish every recording (watch is stopping; readers have ended)."""
         for name in list(self.active):
-            for rec in list(self.active[name]):
-                self._end(name, rec)
+            self._drain(name, final=True)

@@ -323,6 +323,8 @@ class Watcher:
                             t_end=round(float(clip.times[n - 1]) + 1.0 / clip.fps, 6), score=round(score, 6),
                             latency_s=round(latency, 4), wall=utc_now()))
         self.intervals(st, st.tracker.push(np.full(n, score), clip.times[:n]))
+        if self.recorder is not None:
+            self.recorder.scored(clip.stream, float(clip.times[n - 1]))
 
     def end_connection(self, name: str, reason: str) -> None:
         st = self.states.get(name)
