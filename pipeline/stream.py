@@ -260,7 +260,9 @@ class StreamReader(threading.Thread):
                     container.close()
                     raise ValueError("no video stream")
             except Exception as exc:
-                msg = f"{self.source}: cannot open ({type(exc).__name__}: {exc})"
+                why = (f"no data within {self.open_timeout:g} s" if type(exc).__name__ == "ExitError"
+                       else f"{type(exc).__name__}: {exc}")
+                msg = f"{self.source}: cannot open ({why})"
                 if self.kind == "file":
                     self.fatal = msg
                     self.emit(dict(event="error", stream=self.stream, error=msg))

@@ -224,6 +224,7 @@ def test_watch_a_recording_equals_offline_causal_scores(live, tmp_path):
     assert end["dropped"] == 0 and end["scored"] == 10 and end["intervals"] == len(ivs)
 
 
+@pytest.mark.slow   # a subprocess-free run, but 60 clips
 def test_watch_drops_whole_clips_when_a_stream_outruns_the_model(live, tmp_path):
     """A file at its own pace (--realtime) of 800 fps: 50 clips a second arrive, far more than
     the model scores here, so whole clips are dropped (counted, logged) and the delay stays bounded."""
@@ -246,6 +247,7 @@ def test_watch_drops_whole_clips_when_a_stream_outruns_the_model(live, tmp_path)
     assert max(l["latency_s"] for l in scores) < 0.5 * wall
 
 
+@pytest.mark.slow   # a watch process and a real-time stream
 def test_watch_sigterm_closes_open_intervals_and_flushes(live, tmp_path):
     """SIGTERM while an interval is open: it is closed (cut), the end lines are written, exit 0."""
     spec = VideoSpec("long", n_frames=800, fps=FPS, seed=7, events=[Event("flash", 16, 799)])
