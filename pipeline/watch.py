@@ -488,11 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "is reported.",
         formatter_class=HelpFormatter)
     p.add_argument("sources", nargs="*", help="stream URLs, devices or files")
-    p.add_argument("--sources", dest="sources_file", default=None,
+    p.add_argument("--sources", dest="sources_file", default=None, metavar="FILE",
                    help="file with one source a line ('URL' or 'NAME URL'; # comments)")
     p.add_argument("--checkpoint", required=True,
                    help="run directory (best.pt if validation-selected, else model.pt) or checkpoint file")
-    p.add_argument("--jsonl", default=None, help="append the JSON lines to this file instead of stdout")
+    p.add_argument("--jsonl", default=None, metavar="FILE", help="append the JSON lines to this file instead of stdout")
     p.add_argument("--window", type=int, default=DEFAULT_WINDOW,
                    help="causal window: the model sees a stream's last this many clips")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="a frame is anomalous when its score >= this")

@@ -300,7 +300,7 @@ def _namespaces_work() -> bool:
 def test_watch_real_streams_reconnect_log_gaps_and_drop(live, tmp_path):
     """Inside a loopback-only network namespace (tests/watchnet.py): UDP/MPEG-TS and HTTP streams
     published by PyAV, each publisher killed mid-way and restarted (reconnect with backoff, the gap
-    logged, never bridged), two streams watched at once with one model, and a stream sent 12x
+    logged, never bridged), two streams watched at once with one model, and a stream sent 60x
     faster than real time (clips dropped, delay bounded)."""
     video = write_small(VideoSpec("cam", n_frames=160, fps=FPS, seed=21, events=[Event("flash", 64, 111)]),
                         tmp_path / "cam.mp4")

@@ -7,7 +7,7 @@ tests/streamserve.py, watched by ``python -m pipeline.watch``; the JSON lines go
    http://127.0.0.1:5701/live.ts (MPEG-TS over HTTP; the server is not up yet, so watch retries).
    Each publisher is started, SIGKILLed once watch has scored some of its clips, started again,
    and left to play; then watch gets SIGTERM.
-2. fast: udp://127.0.0.1:5702 sent at 12x real time to a watch that scores one clip at a time.
+2. fast: udp://127.0.0.1:5702 sent at 60x real time to a watch that scores one clip at a time.
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def main() -> None:
     t0 = time.monotonic()
     w = watch(ckpt, out, [url], "--max-pending", "1", "--batch-size", "1")
     wait_for(out, lambda ls: any(l["event"] == "retry" for l in ls), 60)   # model loaded, reader up
-    p = publish(video, url, speed=12, loops=25)            # 4000 frames at 192 fps: 12 clips a second
+    p = publish(video, url, speed=60, loops=60)            # 9600 frames at 960 fps: 60 clips a second
     p.wait(timeout=300)
     time.sleep(3)
     w.send_signal(signal.SIGTERM)
