@@ -42,6 +42,7 @@ import collections
 import datetime as _dt
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -193,19 +194,30 @@ class JsonLines:
         self.path = path
         self.f = open(path, "a", buffering=1, encoding="utf-8") if path else sys.stdout
         self.counts: Dict[str, int] = collections.Counter()
+        self.broken = False                      # the output pipe was closed: watch stops
 
     def write(self, obj: dict) -> None:
         line = json.dumps(obj, separators=(",", ":"))
         with self.lock:
             self.counts[obj.get("event", "?")] += 1
-            self.f.write(line + "\n")
-            self.f.flush()
+            if self.broken:
+                return
+            try:
+                self.f.write(line + "\n")
+                self.f.flush()
+            except BrokenPipeError:              # e.g. `watch ... | head`: the reader is gone; stop
+                self.broken = True
 
     def close(self) -> None:
         with self.lock:
-            self.f.flush()
+            try:
+                self.f.flush()
+            except BrokenPipeError:
+                self.broken = True
             if self.path:
                 self.f.close()
+            elif self.broken:                        # no "Exception ignored" when Python flushes at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class AlertCommand:
@@ -438,7 +450,7 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
     for r in readers:
         r.start()
     try:
-        while stop.signal is None and not (t_end and time.monotonic() > t_end):
+        while stop.signal is None and not out.broken and not (t_end and time.monotonic() > t_end):
             items = hub.take(batch_size, timeout=0.2)
             if items:
                 watcher.handle(items)
@@ -446,8 +458,8 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
                 break
             alert.reap()
     finally:
-        why = f"signal {stop.signal}" if stop.signal else ("duration reached" if t_end and time.monotonic() > t_end
-                                                          else "end of streams")
+        why = (f"signal {stop.signal}" if stop.signal else "output closed" if out.broken else
+               "duration reached" if t_end and time.monotonic() > t_end else "end of streams")
         hub.stop()
         for r in readers:
             r.stop()
