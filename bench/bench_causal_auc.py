@@ -16,6 +16,9 @@ here, see /work/shared/realdata/README.md), a model trained with ``python -m pip
 weak split (TEVAD's lists: 6 anomalous + 4 normal videos, video labels only), then the same
 offline-vs-causal comparison on the 18 test videos against ``videos.json``'s frame truth. Ped2
 videos are 120-180 frames (8-12 clips), so any W >= 12 is the same as W = all there.
+``--live W`` (Ped2): the 18 test videos are also encoded losslessly and watched *as streams*, all
+at once, by ``python -m pipeline.watch --window W`` (a replay), and the AUC of its JSON lines is
+reported beside ``causal_W``.
 Both modes also score one long "stream": all test videos one after the other, offline (one graph
 over all of it) against causal windows, where W is far shorter than the stream.
 Prints a table and writes ``--out/causal_auc.json``.
@@ -142,6 +145,59 @@ def ped2(root: Path, out: Path, windows: list[int], short_side: int, crop: int, 
                 seed=seed)
 
 
+def ped2_live(root: Path, out: Path, seed: int, window: int, short_side: int, crop: int) -> dict:
+    """Ped2's test videos *as streams*: each test folder's JPEGs encoded losslessly (H.264 qp 0,
+    yuv444p) to an mp4, all 18 watched at once by ``python -m pipeline.watch`` (replay: nothing
+    dropped; one model for all streams), the frame AUC computed from the live JSON lines."""
+    import av
+
+    truth = json.loads((root / "videos.json").read_text())
+    names = [l.split(",")[0] for l in (out / "data" / "test.list").read_text().split()]
+    vids = out / "videos"
+    vids.mkdir(exist_ok=True)
+    for name in names:
+        dst = vids / f"{name}.mp4"
+        if dst.exists():
+            continue
+        with av.open(str(dst), "w") as o:
+            st = o.add_stream("libx264", rate=10)
+            st.width, st.height, st.pix_fmt = 360, 240, "yuv444p"
+            st.options = {"qp": "0", "threads": "1"}
+            for jpg in sorted((root / "frames" / name).glob("*.jpg")):
+                with av.open(str(jpg)) as c:
+                    img = next(c.decode(video=0)).to_ndarray(format="rgb24")
+                for p in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    o.mux(p)
+            for p in st.encode():
+                o.mux(p)
+    (out / "sources.txt").write_text("".join(f"{n} {vids / n}.mp4\n" for n in names))
+    jl = out / f"live_seed{seed}.jsonl"
+    if jl.exists():
+        jl.unlink()
+    cmd = [sys.executable, "-m", "pipeline.watch", "--sources", str(out / "sources.txt"), "--checkpoint",
+           str(out / f"run_seed{seed}"), "--jsonl", str(jl), "--window", str(window), "--device", "cpu", "--quiet",
+           "--profile", "32x2", "--random-init", "--seed", "0", "--short-side", str(short_side),
+           "--crop-size", str(crop)]
+    t0 = time.time()
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"watch failed:\n{r.stderr[-3000:]}")
+    lines = [json.loads(l) for l in jl.read_text().splitlines()]
+    s_all, y_all = [], []
+    for name in names:
+        sc = [l["score"] for l in lines if l["event"] == "score" and l["stream"] == name]
+        y = np.zeros(truth[name]["frames"], np.int64)
+        for a, b in truth[name]["intervals"]:
+            y[a:b + 1] = 1
+        s = np.repeat(sc, CLIP_LEN)[:len(y)]
+        s_all.append(s)
+        y_all.append(y[:len(s)])
+    ends = [l for l in lines if l["event"] == "end"]
+    return dict(live_auc=safe_auc(np.concatenate(y_all), np.concatenate(s_all)), window=window,
+                streams=len(ends), clips=sum(e["scored"] for e in ends), dropped=sum(e["dropped"] for e in ends),
+                seconds=round(time.time() - t0, 1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", help="demo run directory (demo mode)")
@@ -153,6 +209,8 @@ def main() -> None:
     p.add_argument("--crop-size", type=int, default=112)
     p.add_argument("--seeds", default="0", help="Ped2: training seeds")
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--live", type=int, default=None, metavar="W",
+                   help="Ped2: also watch the test videos as streams with --window W (first seed's model)")
     a = p.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     windows = [int(x) for x in a.windows.split(",")]
@@ -162,6 +220,9 @@ def main() -> None:
     if a.ped2:
         res = {f"seed{s}": ped2(Path(a.ped2), out, windows, a.short_side, a.crop_size, int(s), a.epochs)
                for s in a.seeds.split(",")}
+        if a.live:
+            seed = int(a.seeds.split(",")[0])
+            res[f"live_seed{seed}"] = ped2_live(Path(a.ped2), out, seed, a.live, a.short_side, a.crop_size)
     else:
         model, _ = load_model(a.run, "cpu")
         res = {"demo": compare(model, demo_videos(Path(a.data_root), model), windows)}

@@ -19,7 +19,8 @@ Output: JSON lines, line-buffered, on stdout or ``--jsonl FILE`` (appended). Eve
 
 * ``score``: one per clip: ``conn`` (connection number), ``clip``, ``frame`` (first frame, counted
   from the connection's start), ``t`` / ``t_end`` (stream time of its first frame / end of its last,
-  from the frames' timestamps), ``score``, ``latency_s`` (last frame decoded -> score computed),
+  from the frames' timestamps), ``score`` (full precision: rounding would tie the many scores a
+  trained model puts within 1e-6 of 0 or 1, and cost AUC), ``latency_s`` (last frame decoded -> score computed),
   ``wall`` (UTC).
 * ``interval_open`` / ``interval_close``: an anomalous interval, found with ``pipeline.detect``'s
   :func:`~pipeline.detect.find_intervals` rules (``--threshold``, ``--merge-gap``, ``--min-duration``):
@@ -29,7 +30,8 @@ Output: JSON lines, line-buffered, on stdout or ``--jsonl FILE`` (appended). Eve
   with ``start_s``/``end_s`` in stream time; ``clip_file`` with ``--save-clips``.
 * ``connected``, ``disconnected``, ``retry``, ``gap`` (a reconnect: last stream time before, first
   after, wall seconds lost), ``drop`` (a clip dropped because scoring fell behind), ``error``,
-  ``end`` (per stream at the end, with its counts).
+  ``end`` (per stream at the end, with its counts and the latency median and maximum over its
+  last 1000 clips).
 
 Faults: see ``pipeline.stream``. SIGINT and SIGTERM stop the readers, close open intervals, finish
 alert clips and flush the output; the exit code is then 0. Exit code 2: nothing could run (bad
@@ -332,7 +334,7 @@ class Watcher:
         n = CLIP_LEN - clip.padded
         self.out.write(dict(event="score", stream=clip.stream, conn=clip.conn, clip=clip.index,
                             frame=clip.first_frame, t=round(float(clip.times[0]), 6),
-                            t_end=round(float(clip.times[n - 1]) + 1.0 / clip.fps, 6), score=round(score, 6),
+                            t_end=round(float(clip.times[n - 1]) + 1.0 / clip.fps, 6), score=score,
                             latency_s=round(latency, 4), wall=utc_now()))
         self.intervals(st, st.tracker.push(np.full(n, score), clip.times[:n]))
         if self.recorder is not None:
