@@ -6,10 +6,10 @@ import io
 
 import pytest
 
-from pipeline import cli, demo, detect, evaluate, study, synth, train
+from pipeline import cli, demo, detect, evaluate, study, synth, train, watch
 
 PARSERS = {"train": train.build_parser, "evaluate": evaluate.build_parser, "detect": detect.build_parser,
-           "demo": demo.build_parser, "study": study.build_parser}
+           "demo": demo.build_parser, "study": study.build_parser, "watch": watch.build_parser}
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
