@@ -611,6 +611,23 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
 
 # ----------------------------------------------------------------------------- CLI
 
+def add_extractor_flags(p: argparse.ArgumentParser) -> None:
+    """The extractor flags of detect and watch (EXTRACTOR_FLAGS): default None = as the checkpoint records."""
+    g = p.add_argument_group("extractor (default: as recorded in the checkpoint; a contradicting value is refused)")
+    g.add_argument("--weights", default=None, help="I3D weights file (needed when the recorded path is not on this machine "
+                                                   "and the file is not in the torch hub cache; checked by sha256)")
+    g.add_argument("--profile", choices=["32x2", "8x8", "inception"], default=None, help="I3D network")
+    g.add_argument("--random-init", action="store_true", default=None,
+                   help="random I3D weights (only for checkpoints that record no extractor)")
+    g.add_argument("--seed", type=int, default=None, help="seed of the random weights")
+    g.add_argument("--crops", type=int, choices=[1, 10], default=None, help="centre crop or ten crops")
+    g.add_argument("--short-side", type=int, default=None, help="frames resized to this short side (pixels)")
+    g.add_argument("--crop-size", type=int, default=None, help="square crop side (pixels)")
+    g.add_argument("--norm", default=None, choices=["kinetics", "minus1to1"], help="pixel normalisation")
+    g.add_argument("--tail", default=None, choices=["pad", "drop"],
+                   help="last partial clip: pad (repeat the last frame) or drop")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pipeline.detect",
@@ -650,19 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", default=None,
                    help="Ray cluster: auto or HOST:PORT (default: start Ray on this machine); OUT and the "
                         "videos must be on a file system every node sees")
-    g = p.add_argument_group("extractor (default: as recorded in the checkpoint; a contradicting value is refused)")
-    g.add_argument("--weights", default=None, help="I3D weights file (needed when the recorded path is not on this machine "
-                                                   "and the file is not in the torch hub cache; checked by sha256)")
-    g.add_argument("--profile", choices=["32x2", "8x8", "inception"], default=None, help="I3D network")
-    g.add_argument("--random-init", action="store_true", default=None,
-                   help="random I3D weights (only for checkpoints that record no extractor)")
-    g.add_argument("--seed", type=int, default=None, help="seed of the random weights")
-    g.add_argument("--crops", type=int, choices=[1, 10], default=None, help="centre crop or ten crops")
-    g.add_argument("--short-side", type=int, default=None, help="frames resized to this short side (pixels)")
-    g.add_argument("--crop-size", type=int, default=None, help="square crop side (pixels)")
-    g.add_argument("--norm", default=None, choices=["kinetics", "minus1to1"], help="pixel normalisation")
-    g.add_argument("--tail", default=None, choices=["pad", "drop"],
-                   help="last partial clip: pad (repeat the last frame) or drop")
+    add_extractor_flags(p)
     return p
 
 

@@ -58,7 +58,7 @@ import torch
 
 from .cli import HelpFormatter, user_message
 from .detect import (DEFAULT_MERGE_GAP, DEFAULT_MIN_DURATION, DEFAULT_THRESHOLD, EXTRACTOR_FLAGS,
-                     CheckpointError, check_extractor, find_intervals, resolve_extractor)
+                     CheckpointError, add_extractor_flags, check_extractor, find_intervals, resolve_extractor)
 from .evaluate import load_model, score_clips
 from .metrics import CLIP_LEN
 from . import stream as S
@@ -540,17 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until "
                                                                    "the streams end or SIGINT/SIGTERM)")
     p.add_argument("--quiet", action="store_true", help="no messages on stderr (the JSON lines still go out)")
-    g = p.add_argument_group("extractor (default: as recorded in the checkpoint; a contradicting value is refused)")
-    g.add_argument("--weights", default=None, help="I3D weights file (checked by sha256 against the checkpoint's)")
-    g.add_argument("--profile", choices=["32x2", "8x8"], default=None, help="I3D network")
-    g.add_argument("--random-init", action="store_true", default=None,
-                   help="random I3D weights (only for checkpoints that record no extractor)")
-    g.add_argument("--seed", type=int, default=None, help="seed of the random weights")
-    g.add_argument("--crops", type=int, choices=[1, 10], default=None, help="centre crop or ten crops")
-    g.add_argument("--short-side", type=int, default=None, help="frames resized to this short side (pixels)")
-    g.add_argument("--crop-size", type=int, default=None, help="square crop side (pixels)")
-    g.add_argument("--norm", default=None, choices=["kinetics", "minus1to1"], help="pixel normalisation")
-    g.add_argument("--tail", default=None, choices=["pad", "drop"], help="a file's last partial clip: pad or drop")
+    add_extractor_flags(p)
     return p
 
 

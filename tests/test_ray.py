@@ -21,17 +21,10 @@ from videogen import make_video
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--random-init", "--short-side", "32", "--crop-size", "32", "--no-progress"]
-NS = ["unshare", "--net", "--pid", "--fork", "--mount-proc"]
+from netns import NS, namespaces_work  # noqa: E402
 
 
-def _namespaces_work() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    try:
-        r = subprocess.run(NS + ["sh", "-c", "ip link set lo up"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0
+_namespaces_work = namespaces_work
 
 
 

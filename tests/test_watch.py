@@ -32,7 +32,7 @@ from pipeline.train import feature_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT, CROP, FPS = 48, 48, 16
-NS = ["unshare", "--net", "--pid", "--fork", "--mount-proc"]
+from netns import NS, namespaces_work  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -285,14 +285,7 @@ def test_watch_bad_input_is_one_line(live, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- real network streams
 
-def _namespaces_work() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    try:
-        r = subprocess.run(NS + ["sh", "-c", "ip link set lo up"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0
+_namespaces_work = namespaces_work
 
 
 @pytest.mark.slow
