@@ -1,22 +1,30 @@
-"""Stage 2: train the clustering-guided GCN of Cao et al. (ICME 2023) on cached features.
+"""Stage 2: train the graph network of Cao et al. (ICME 2023) on cached features, with its clustering
+parts on request.
 
-    python -m pipeline.train                                  # data/ucf -> runs/ucf
+    python -m pipeline.train                                  # data/ucf -> runs/ucf: the defaults
     python -m pipeline.train --dataset sht --epochs 100
-    python -m pipeline.train --no-bc --no-bcg --cross-batch none   # the graph backbone, k-max loss only
-    python -m pipeline.train --no-bc --no-bcg --cross-batch none --adjacency none   # plain top-k MIL
+    python -m pipeline.train --bc --bcg                       # + batch clustering (eq. 1) and guidance (eq. 4-5)
+    python -m pipeline.train --paper-literal                  # the paper's method as printed
+    python -m pipeline.train --adjacency none                 # plain top-k MIL (no graph)
+
+The defaults were decided on real data (README, "Choices"; bench/RESULTS.md, issue 15): the graph
+backbone with the temporal-proximity graph, trained by the k-max loss alone. On real features K=2
+k-means found no anomalies, so eq. 1 and eq. 4-5 are off unless asked for.
 
 One step (batch of B/2 normal + B/2 abnormal videos, each resampled to T segments):
-    out = model(x)                                   x (B, T, 2048) -> scores (B, T)
+    out = model(x)                                   x (B, T, D) -> scores (B, T)
+    with --bc or --bcg:
     z   = clustering_input(out[cluster_layer])       (B, T, D')  FC output before dropout, each video's
                                                      mean and the normal videos' leading directions
                                                      removed, L2-normalised
     k-means K=2 on the normal videos' segments  -> centres c^n, L_bc^n = min(d^n, mu)   (eq. 1)
     k-means K=2 on the abnormal videos' segments -> centres c^a, L_bc^a = 1 / d^a        (eq. 1)
-    pseudo-labels of abnormal segments (eq. 4: the batch's smaller cluster by default), scores
-    expanded by alpha (eq. 5) when d^a >= bcg_gate * d^n
+    with --bcg: pseudo-labels of abnormal segments (eq. 4; by default the cluster farther from the
+    normal videos), scores expanded by alpha (eq. 5) (with --bcg-gate R only when d^a >= R d^n)
     L = L_kmax(expanded scores) + lambda1 * (L_bc^n + L_bc^a)                            (eq. 2, 3)
---paper-literal gives the printed forms (GCN-1, eq. 4's cosine rule, no gate, HL-Net's graphs).
-The k-means of each batch starts from the cross-batch memory (Sec. 2.3, way 1 by default).
+--paper-literal gives the printed forms (every part on, GCN-1, eq. 4's cosine rule, HL-Net's graphs
+summed, no residual, raw inputs). The k-means of each batch starts from the cross-batch memory
+(Sec. 2.3, way 1 by default).
 
 Writes into the run directory (``--out``, default runs/<dataset>):
     config.json   every setting of the run
@@ -693,7 +701,8 @@ def train(cfg: TrainConfig) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pipeline.train",
-        description="Train the clustering-guided GCN (Cao et al., ICME 2023) on cached I3D features. "
+        description="Train the graph network of Cao et al. (ICME 2023) on cached I3D features; --bc --bcg add its "
+                    "clustering parts, --paper-literal runs it as printed. "
                     "Defaults chain: --dataset ucf reads data/ucf and writes runs/ucf.",
         epilog="Output: a line per epoch (losses, validation); progress bars only on a terminal, so a log "
                "redirected to a file holds the epoch lines alone. --quiet prints nothing but warnings and errors.",
@@ -734,7 +743,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply eq. 5 to a batch only when its abnormal videos' two clusters lie at least R times "
                         "as far apart as its normal videos' (eq. 1's distances); 0 = always (the paper)")
     p.add_argument("--kmeans-iters", type=int, default=d.kmeans_iters, help="Lloyd iterations of each batch's k-means")
-    p.add_argument("--adjacency", default=d.adjacency, choices=ADJACENCIES, help="how the two graphs combine")
+    p.add_argument("--adjacency", default=d.adjacency, choices=ADJACENCIES,
+                   help="the graph: 'proximity' (the temporal-proximity graph alone; chosen on real data), "
+                        "'learned' or 'sum' (with the similarity graph: a learned or an equal-weight mix), "
+                        "'similarity' alone, 'none' (plain top-k MIL)")
     p.add_argument("--residual", action=argparse.BooleanOptionalAction, default=d.residual,
                    help="a linear residual of each graph layer's input (HL-Net's layer); --no-residual is the "
                         "plain graph convolution H' = A H W + b the paper describes")
