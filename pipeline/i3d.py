@@ -258,8 +258,11 @@ def _from_pytorchvideo(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.
     return out, unmapped
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler for Caffe2 ``.pkl`` blobs: numpy arrays and plain containers only."""
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler for weights pickles (Caffe2 ``.pkl`` blobs, flax ``.ckpt`` variables): it rebuilds
+    numpy arrays and plain containers and refuses every other global with a WeightsError naming
+    ``source`` (unpickling ``os.system``, ``builtins.eval`` or a class's ``__reduce__`` would run code).
+    Dicts, lists, tuples, strings and numbers are pickle opcodes, not globals."""
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -268,9 +271,18 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("collections", "OrderedDict"),
     }
 
+    def __init__(self, file, source: str = "a weights pickle", **kwargs):
+        super().__init__(file, **kwargs)
+        self.source = source
+
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weights pickle")
+            raise WeightsError(f"{self.source}: refusing to unpickle {module}.{name}: a weights file may hold "
+                               f"only numpy arrays (unpickling other objects can run code)")
+        if name in ("_reconstruct", "scalar"):      # numpy 2 moved numpy.core to numpy._core
+            import numpy as np
+            core = getattr(np, "_core", None) or np.core
+            return getattr(core.multiarray, name)
         return super().find_class(module, name)
 
 
@@ -309,9 +321,9 @@ def read_weights_file(path: os.PathLike) -> Tuple[Dict[str, torch.Tensor], str]:
         errors.append(_load_error(exc))
     if obj is None:
         try:  # Caffe2 pickle of numpy arrays (Python 2: latin1)
-            obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
+            obj = NumpyOnlyUnpickler(io.BytesIO(raw), str(path), encoding="latin1").load()
         except Exception as exc:
-            if not isinstance(exc, pickle.UnpicklingError) or "refusing" in str(exc):
+            if not isinstance(exc, pickle.UnpicklingError) or "refusing" in str(exc) or isinstance(exc, WeightsError):
                 errors.append(_load_error(exc))
     if obj is None:
         raise WeightsError(f"{path}: cannot read weights: {'; '.join(dict.fromkeys(errors))}")

@@ -23,7 +23,6 @@ import importlib.util
 import io
 import math
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -32,12 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline.i3d import KNOWN_SHA256, WeightsError, sha256_file
-
-try:  # numpy >= 2 moved numpy.core to numpy._core (pickles name either)
-    from numpy._core.multiarray import _reconstruct
-except ImportError:  # numpy 1.x
-    from numpy.core.multiarray import _reconstruct
+from pipeline.i3d import KNOWN_SHA256, NumpyOnlyUnpickler, WeightsError, sha256_file
 
 FEATURE_DIM = 1024
 NUM_CLASSES = 400
@@ -226,30 +220,6 @@ class InceptionI3D(nn.Module):
 
 
 # ----------------------------------------------------------------------------- the checkpoint
-
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays (and the dicts holding them); refuses every other global.
-
-    Plain containers (dict, list, tuple, str, numbers) are pickle opcodes, not globals, so they need
-    no entry here; anything else (``os.system``, ``builtins.eval``, classes with ``__reduce__``)
-    would run code when unpickled and is refused with an error naming the file.
-    """
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-    }
-
-    def __init__(self, file, source: str):
-        super().__init__(file)
-        self.source = source
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._ALLOWED:
-            raise WeightsError(f"{self.source}: refusing to unpickle {module}.{name}: a weights checkpoint "
-                               f"may hold only numpy arrays (unpickling other objects can run code)")
-        return _reconstruct if name == "_reconstruct" else getattr(np, name)
-
 
 def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     """Nested dicts -> {"a/b/c": leaf}."""
