@@ -25,7 +25,15 @@ function round(x, d) { const m = Math.pow(10, d); return Math.round(x * m) / m; 
  *  runs shorter than minDuration*fps frames dropped. Frames 0-based, inclusive ends. With `times`
  *  (each frame's own time, variable frame rate) gaps and durations are measured on them. */
 function findIntervals(scores, fps, threshold, minDuration, mergeGap, times) {
-  if (times) return findIntervalsTimed(scores, fps, threshold, minDuration, mergeGap, times);
+  // frame positions -> seconds: at `fps`, or on the frames' own times (each lasts until the next)
+  const ends = times ? frameEnds(times, fps) : null;
+  const startS = times ? s => times[s] : s => s / fps;
+  const endS = times ? e => ends[e] : e => (e + 1) / fps;
+  const lengthS = times ? (s, e) => ends[e] - times[s] : (s, e) => (e - s + 1) / fps;
+  const joined = times ? (prevEnd, s) => times[s] - ends[prevEnd] < mergeGap - 1e-9
+                       : (prevEnd, s) => (s - prevEnd - 1) < mergeGap * fps;
+  const tooShort = times ? (s, e) => lengthS(s, e) < minDuration - 1e-9
+                         : (s, e) => (e - s + 1) < minDuration * fps - 1e-9;
   const runs = [];
   let start = -1;
   for (let i = 0; i < scores.length; i++) {
@@ -36,16 +44,16 @@ function findIntervals(scores, fps, threshold, minDuration, mergeGap, times) {
   if (start >= 0) runs.push([start, scores.length - 1]);
   const merged = [];
   for (const [s, e] of runs) {
-    if (merged.length && (s - merged[merged.length - 1][1] - 1) < mergeGap * fps) merged[merged.length - 1][1] = e;
+    if (merged.length && joined(merged[merged.length - 1][1], s)) merged[merged.length - 1][1] = e;
     else merged.push([s, e]);
   }
   const out = [];
   for (const [s, e] of merged) {
-    if ((e - s + 1) < minDuration * fps - 1e-9) continue;
+    if (tooShort(s, e)) continue;
     let peak = s, sum = 0;
     for (let i = s; i <= e; i++) { sum += scores[i]; if (scores[i] > scores[peak]) peak = i; }
-    out.push({start_frame: s, end_frame: e, start_s: round(s / fps, 4), end_s: round((e + 1) / fps, 4),
-              duration_s: round((e - s + 1) / fps, 4), peak_score: round(scores[peak], 6), peak_frame: peak,
+    out.push({start_frame: s, end_frame: e, start_s: round(startS(s), 4), end_s: round(endS(e), 4),
+              duration_s: round(lengthS(s, e), 4), peak_score: round(scores[peak], 6), peak_frame: peak,
               mean_score: round(sum / (e - s + 1), 6)});
   }
   return out;
@@ -57,33 +65,6 @@ function frameEnds(times, fps) {
   for (let i = 0; i + 1 < n; i++) ends[i] = times[i + 1];
   if (n) ends[n - 1] = times[n - 1] + (n > 1 && times[n - 1] > times[n - 2] ? times[n - 1] - times[n - 2] : 1 / fps);
   return ends;
-}
-
-/** findIntervals on the frames' own times (pipeline.timeline.find_intervals with `times`). */
-function findIntervalsTimed(scores, fps, threshold, minDuration, mergeGap, times) {
-  const ends = frameEnds(times, fps), runs = [];
-  let start = -1;
-  for (let i = 0; i < scores.length; i++) {
-    const above = scores[i] >= threshold;
-    if (above && start < 0) start = i;
-    if (!above && start >= 0) { runs.push([start, i - 1]); start = -1; }
-  }
-  if (start >= 0) runs.push([start, scores.length - 1]);
-  const merged = [];
-  for (const [s, e] of runs) {
-    if (merged.length && times[s] - ends[merged[merged.length - 1][1]] < mergeGap - 1e-9) merged[merged.length - 1][1] = e;
-    else merged.push([s, e]);
-  }
-  const out = [];
-  for (const [s, e] of merged) {
-    if (ends[e] - times[s] < minDuration - 1e-9) continue;
-    let peak = s, sum = 0;
-    for (let i = s; i <= e; i++) { sum += scores[i]; if (scores[i] > scores[peak]) peak = i; }
-    out.push({start_frame: s, end_frame: e, start_s: round(times[s], 4), end_s: round(ends[e], 4),
-              duration_s: round(ends[e] - times[s], 4), peak_score: round(scores[peak], 6), peak_frame: peak,
-              mean_score: round(sum / (e - s + 1), 6)});
-  }
-  return out;
 }
 
 /** A video's clock: time of a (fractional) frame position and the frame at a time, on its own
