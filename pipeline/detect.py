@@ -64,13 +64,11 @@ from .evaluate import load_model, score_clips
 from .io import atomic_write_json, atomic_write_text
 from .metrics import CLIP_LEN
 # Re-exported: what detect writes, pipeline.timeline also reads (the review page uses it directly).
-from .timeline import (INTERVAL_FIELDS, frame_scores, intervals_csv, read_intervals_csv,  # noqa: F401
+from .timeline import (DEFAULT_MERGE_GAP, DEFAULT_MIN_DURATION, DEFAULT_THRESHOLD,  # noqa: F401
+                       INTERVAL_FIELDS, find_intervals, frame_scores, intervals_csv, read_intervals_csv,
                        read_scores_csv, scores_csv)
 from .video import DEFAULT_IMAGE_FPS
 
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_MIN_DURATION = 1.0      # seconds
-DEFAULT_MERGE_GAP = 0.5         # seconds
 DEFAULT_WINDOW = 2048           # clips
 DEFAULT_OVERLAP = 0.5
 
@@ -128,15 +126,6 @@ def score_windowed(model, feats: np.ndarray, device: torch.device | str = "cpu",
         if progress:
             progress(1)
     return total / count
-
-
-def find_intervals(scores: np.ndarray, fps: float, threshold: float = DEFAULT_THRESHOLD,
-                   min_duration: float = DEFAULT_MIN_DURATION, merge_gap: float = DEFAULT_MERGE_GAP,
-                   times: Sequence[float] | None = None) -> list[dict[str, Any]]:
-    """Anomalous intervals of a per-frame score (:func:`pipeline.timeline.find_intervals` with
-    detect's defaults): runs >= threshold, gaps < merge_gap s joined, runs < min_duration s dropped;
-    on the frames' own ``times`` for a variable frame rate."""
-    return timeline.find_intervals(scores, fps, threshold, min_duration, merge_gap, times)
 
 
 # ----------------------------------------------------------------------------- extractor settings

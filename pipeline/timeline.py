@@ -20,6 +20,11 @@ import numpy as np
 
 from .metrics import CLIP_LEN
 
+#: The interval rule's defaults (detect, watch and the review page use them).
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_MIN_DURATION = 1.0      # seconds
+DEFAULT_MERGE_GAP = 0.5         # seconds
+
 INTERVAL_FIELDS = ("start_frame", "end_frame", "start_s", "end_s", "duration_s", "peak_score",
                    "peak_frame", "mean_score")
 
@@ -57,8 +62,8 @@ def frame_ends(times: np.ndarray, fps: float) -> np.ndarray:
     return np.append(t[1:], t[-1] + last)
 
 
-def find_intervals(scores: np.ndarray, fps: float, threshold: float = 0.5,
-                   min_duration: float = 1.0, merge_gap: float = 0.5,
+def find_intervals(scores: np.ndarray, fps: float, threshold: float = DEFAULT_THRESHOLD,
+                   min_duration: float = DEFAULT_MIN_DURATION, merge_gap: float = DEFAULT_MERGE_GAP,
                    times: Sequence[float] | None = None) -> list[dict[str, Any]]:
     """Anomalous intervals of a per-frame score: runs >= threshold, gaps < merge_gap s joined,
     runs < min_duration s dropped. Returns dicts (``INTERVAL_FIELDS``), in time order.
