@@ -30,6 +30,27 @@ def dist_env() -> Tuple[int, int, int]:
     return 0, 1, 0
 
 
+def wait_for_other_ranks(world: int, timeout_s: float = 7 * 24 * 3600) -> None:
+    """Under torchrun, wait until every rank has finished its shard.
+
+    torchrun stops all ranks as soon as one exits non-zero, and a rank exits 1 when a video of its
+    shard failed or is partial: without this barrier a rank that finished early with a failure would
+    cut the others' videos short. Every rank calls it after its shard (gloo, on torchrun's
+    MASTER_ADDR / MASTER_PORT); one process, or SLURM without them, returns at once.
+    """
+    if world <= 1 or "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
+        return
+    import datetime
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def shard(costs: Sequence[float], names: Sequence[str], rank: int, world: int) -> List[int]:
     """Indices of the videos of ``rank``, longest first.
 

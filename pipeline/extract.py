@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 # Re-exported: the Python API of stage 1.
-from pipeline.backends import dist_env, run, shard  # noqa: F401
+from pipeline.backends import dist_env, run, shard, wait_for_other_ranks  # noqa: F401
 from pipeline.decode import decode_messages  # noqa: F401
 from pipeline.extractor import FEATURE_DIM, FeatureExtractor  # noqa: F401
 from pipeline.featstore import (MANIFEST, SETTING_KEYS, NpyStreamWriter, SettingsMismatch,  # noqa: F401
@@ -254,6 +254,7 @@ def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_ra
     except KeyboardInterrupt:
         log.error("interrupted: finished videos are kept; rerun to extract the rest")
         return 130
+    wait_for_other_ranks(world)            # torchrun would cut the other ranks short on our exit code
     compact_manifest(out_dir)
     log.info("done in %.1f s: %d ok, %d partial, %d failed, %d already finished (of %d%s)",
              time.time() - t0, counts["ok"], counts["partial"], counts["failed"],
