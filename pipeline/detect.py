@@ -67,18 +67,18 @@ from .metrics import CLIP_LEN
 from .timeline import (DEFAULT_MERGE_GAP, DEFAULT_MIN_DURATION, DEFAULT_THRESHOLD,  # noqa: F401
                        INTERVAL_FIELDS, find_intervals, frame_scores, intervals_csv, read_intervals_csv,
                        read_scores_csv, scores_csv)
-from .video import DEFAULT_IMAGE_FPS
+from .video import DEFAULT_IMAGE_FPS, coverage_of, coverage_text
 
 DEFAULT_WINDOW = 2048           # clips
 DEFAULT_OVERLAP = 0.5
 
 #: Extractor settings that must agree between training features and detection (the weights file's
 #: path may differ between machines; its sha256 may not). 'seed' only matters for random weights.
-COMPARED_KEYS = ("profile", "random_init", "weights_sha256", "crops", "short_side", "crop_size",
+COMPARED_KEYS = ("profile", "random_init", "weights_sha256", "coverage", "grid", "crops", "short_side", "crop_size",
                  "norm", "tail", "clip_len", "feature_dim", "seed", "precision")
 #: detect flag -> FeatureExtractor argument / meta key
 EXTRACTOR_FLAGS = {"profile": "profile", "weights": "weights", "random_init": "random_init",
-                   "seed": "seed", "crops": "crops", "short_side": "short_side",
+                   "seed": "seed", "coverage": "coverage", "grid": "grid", "crops": "crops", "short_side": "short_side",
                    "crop_size": "crop_size", "norm": "norm", "tail": "tail"}
 
 
@@ -139,6 +139,8 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
     """
     given = {k: v for k, v in flags.items() if v is not None and v is not False}
     notes: list[str] = []
+    if trained is not None:
+        trained = dict(trained, coverage=coverage_of(trained))   # older records: from crops
     if trained is None:
         notes.append("the checkpoint does not record how its training features were extracted; "
                      "extracting with " + (", ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items())
@@ -160,7 +162,7 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
                               "extractor are meaningless; drop these flags (detect reads the settings "
                               "from the checkpoint) or use a checkpoint trained on such features.")
     kw: dict[str, Any] = {}
-    for key in ("profile", "crops", "short_side", "crop_size", "norm", "tail", "precision"):
+    for key in ("profile", "coverage", "grid", "short_side", "crop_size", "norm", "tail", "precision"):
         if trained.get(key) is not None:
             kw[key] = trained[key]
     if trained.get("random_init"):
@@ -186,6 +188,7 @@ def check_extractor(trained: dict | None, meta: dict) -> None:
     """Raise CheckpointError when the built extractor's meta differs from the training record."""
     if trained is None:
         return
+    trained = dict(trained, coverage=coverage_of(trained))
     diff = []
     for key in COMPARED_KEYS:
         if key == "seed" and not trained.get("random_init"):
@@ -498,8 +501,8 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
                      "fine for the demo and tests, not for real footage")
     if not quiet:
         print(f"checkpoint {meta['path']} (epoch {meta.get('epoch')}); extractor {fmeta.get('profile')} "
-              f"{'random weights' if random_weights else fmeta.get('weights')}, {fmeta.get('crops')} crop(s) of "
-              f"{fmeta.get('crop_size')} from short side {fmeta.get('short_side')}, device {dev}"
+              f"{'random weights' if random_weights else fmeta.get('weights')}, {coverage_text(fmeta)} "
+              f"from short side {fmeta.get('short_side')}, device {dev}"
               + (f"; features extracted on Ray into {out / 'features'}" if backend == "ray" else ""))
         for n in notes:
             print(f"note: {n}")
@@ -609,9 +612,12 @@ def add_extractor_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--random-init", action="store_true", default=None,
                    help="random I3D weights (only for checkpoints that record no extractor)")
     g.add_argument("--seed", type=int, default=None, help="seed of the random weights")
-    g.add_argument("--crops", type=int, choices=[1, 10], default=None, help="centre crop or ten crops")
+    g.add_argument("--coverage", choices=["grid", "full", "center", "ten"], default=None,
+                   help="the whole frame in regions, the whole frame, the centre crop or ten crops")
+    g.add_argument("--grid", default=None, help="ROWSxCOLS regions (--coverage grid)")
+    g.add_argument("--crops", type=int, choices=[1, 10], default=None, help="centre crop or ten crops (older spelling)")
     g.add_argument("--short-side", type=int, default=None, help="frames resized to this short side (pixels)")
-    g.add_argument("--crop-size", type=int, default=None, help="square crop side (pixels)")
+    g.add_argument("--crop-size", type=int, default=None, help="square crop side (pixels; centre / ten crops)")
     g.add_argument("--norm", default=None, choices=["kinetics", "minus1to1"], help="pixel normalisation")
     g.add_argument("--tail", default=None, choices=["pad", "drop"],
                    help="last partial clip: pad (repeat the last frame) or drop")

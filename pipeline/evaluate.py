@@ -80,9 +80,10 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tu
 
 @torch.no_grad()
 def score_clips(model: AnomalyGCN, feats: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
-    """Score one video at full length: feats (clips, crops, D) -> clip scores (clips,), crops averaged."""
+    """Score one video at full length: feats (clips, crops, D) -> clip scores (clips,), its views
+    (crops or regions) combined as the model was trained (``AnomalyGCN.clip_scores``)."""
     x = torch.from_numpy(np.ascontiguousarray(feats.transpose(1, 0, 2))).float().to(device)   # (crops, clips, D)
-    return model(x)["scores"].mean(0).cpu().numpy().astype(np.float64)                          # (clips,)
+    return model.clip_scores(x).cpu().numpy().astype(np.float64)                                # (clips,)
 
 
 def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str | None = None,

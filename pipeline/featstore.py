@@ -34,10 +34,10 @@ log = logging.getLogger("pipeline.extract")
 MANIFEST = "manifest.jsonl"
 #: Settings that must agree between a finished feature file and the current run. ``seed`` is
 #: None for real weights (only random weights depend on it); ``precision`` changes the numbers.
-SETTING_KEYS = ("profile", "weights_sha256", "random_init", "seed", "crops", "short_side",
+SETTING_KEYS = ("profile", "weights_sha256", "random_init", "seed", "coverage", "grid", "crops", "short_side",
                 "crop_size", "norm", "tail", "dtype", "precision")
 #: Row fields copied from the extractor's meta.
-ROW_META_KEYS = ("profile", "weights", "weights_sha256", "random_init", "seed", "crops",
+ROW_META_KEYS = ("profile", "weights", "weights_sha256", "random_init", "seed", "coverage", "grid", "crops",
                  "short_side", "crop_size", "norm", "tail", "dtype", "precision", "decoder",
                  "clip_len", "feature_dim")
 FINISHED = ("ok", "partial")
@@ -205,7 +205,10 @@ def make_row(meta: Dict[str, Any], info: Dict[str, Any], rank: int = 0) -> Dict[
 
 
 def settings_diff(row: Dict[str, Any], meta: Dict[str, Any]) -> Dict[str, Tuple[Any, Any]]:
-    """{key: (row's value, meta's value)} for the SETTING_KEYS that differ."""
+    """{key: (row's value, meta's value)} for the SETTING_KEYS that differ (a row written before
+    coverage existed has the coverage its ``crops`` meant)."""
+    from pipeline.video import coverage_of
+    row, meta = dict(row, coverage=coverage_of(row)), dict(meta, coverage=coverage_of(meta))
     return {k: (row.get(k), meta.get(k)) for k in SETTING_KEYS if row.get(k) != meta.get(k)}
 
 

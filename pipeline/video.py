@@ -435,6 +435,73 @@ def crop_boxes(height: int, width: int, crop: int, crops: int) -> List[Tuple[int
     return [(t, l, False) for t, l in five] + [(t, l, True) for t, l in five]
 
 
+#: What of each frame the network sees: the whole resized frame (pooled once, or per region of a
+#: grid over it), its centre crop, or ten crops.
+COVERAGES = ("grid", "full", "center", "ten")
+COVERAGE_CROPS = {"grid": None, "full": 1, "center": 1, "ten": 10}
+DEFAULT_GRID = (2, 2)
+#: pipeline.extract's coverage when neither --coverage nor --crops is given (README, "Choices").
+DEFAULT_COVERAGE = "grid"
+
+
+def parse_grid(text) -> Tuple[int, int]:
+    """'2x2' -> (2, 2): rows x columns of regions of the frame."""
+    try:
+        rows, cols = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"grid must be ROWSxCOLS such as 2x2, not {text!r}") from None
+    if not (1 <= rows <= 8 and 1 <= cols <= 8):
+        raise ValueError(f"grid {text!r}: rows and columns must be 1-8")
+    return rows, cols
+
+
+def coverage_of(record: dict) -> str:
+    """The coverage an extractor record describes; records written before coverage existed
+    name only ``crops``: 1 was the centre crop, 10 ten crops."""
+    if record.get("coverage"):
+        return record["coverage"]
+    return "ten" if record.get("crops") == 10 else "center"
+
+
+def coverage_text(record: dict) -> str:
+    """'the whole frame' / 'the centre 224 crop' / '10 crops of 224', for messages."""
+    cov = coverage_of(record)
+    if cov == "full":
+        return "the whole frame"
+    if cov == "grid":
+        return f"the whole frame in {record.get('grid')} regions"
+    size = record.get("crop_size")
+    return f"the centre {size} crop" if cov == "center" else f"10 crops of {size}"
+
+
+def clip_views(x, coverage: str, crop: int):
+    """What the network sees of a batch of clips, on whatever device ``x`` lives.
+
+    x: (B, T, H, W, 3) uint8 tensor  ->  (B, views, 3, T, h, w) uint8 tensor: the whole frame
+    (coverage "full": views 1, h x w = H x W), the centre crop ("center": 1, crop x crop) or
+    ten crops ("ten": 10, crop x crop, torchvision ten_crop order). "grid" sees the whole frame as
+    "full" does; its regions are pooled from the network's feature map (``pool_regions``).
+    """
+    if coverage not in COVERAGE_CROPS:
+        raise ValueError(f"coverage must be one of {COVERAGES}, not {coverage!r}")
+    if coverage in ("full", "grid"):
+        return x.permute(0, 4, 1, 2, 3).unsqueeze(1)   # (B, 1, 3, T, H, W)
+    return crop_clips(x, crop, COVERAGE_CROPS[coverage])
+
+
+def pool_regions(fmap, grid: Tuple[int, int]):
+    """Average a feature map over each region of a rows x cols grid (and over time).
+
+    fmap: (N, D, t, h, w) -> (N, rows * cols, D), regions in row-major order (top-left first).
+    Region edges are adaptive pooling's (floor / ceil of i * h / rows), so a map smaller than the
+    grid still gives every region a value.
+    """
+    import torch.nn.functional as F
+
+    r = F.adaptive_avg_pool3d(fmap.float(), (1, grid[0], grid[1]))   # (N, D, 1, rows, cols)
+    return r.flatten(2).transpose(1, 2)                               # (N, rows * cols, D)
+
+
 def crop_clips(x, crop: int, crops: int):
     """Crops of a batch of clips, on whatever device ``x`` lives.
 

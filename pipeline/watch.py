@@ -61,6 +61,7 @@ from .detect import (DEFAULT_MERGE_GAP, DEFAULT_MIN_DURATION, DEFAULT_THRESHOLD,
                      CheckpointError, add_extractor_flags, check_extractor, find_intervals, resolve_extractor)
 from .evaluate import load_model, score_clips
 from .metrics import CLIP_LEN
+from .video import coverage_text
 from . import stream as S
 
 DEFAULT_WINDOW = 32             # clips in the causal window
@@ -426,8 +427,8 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
     log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     fm = fx.meta
     log(f"checkpoint {meta['path']}; extractor {fm['profile']} "
-        f"{'random weights' if fm.get('random_init') else fm.get('weights')}, {fm['crops']} crop(s) of "
-        f"{fm['crop_size']} from short side {fm['short_side']}; causal window {window} clips; device {dev}")
+        f"{'random weights' if fm.get('random_init') else fm.get('weights')}, {coverage_text(fm)} "
+        f"from short side {fm['short_side']}; causal window {window} clips; device {dev}")
     for n in notes:
         log(f"note: {n}")
 
@@ -440,7 +441,7 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
     hub = S.Hub(max_pending)
     readers = []
     for name, src in sources:
-        readers.append(S.StreamReader(name, src, hub, out.write, fm["short_side"], fm["crop_size"], fm["tail"],
+        readers.append(S.StreamReader(name, src, hub, out.write, fm["short_side"], fm["crop_size"] or 0, fm["tail"],
                                       realtime, open_timeout, stall_timeout, backoff, max_backoff, max_retries,
                                       on_frame=recorder.frame_hook(name) if recorder else None))
     watcher = Watcher(model, fx, dev, out, window, threshold, min_duration, merge_gap, max_interval,
