@@ -103,22 +103,27 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
 
+#: What ``--device`` accepts, as said in its errors.
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+
+
 def check_device(device: str | None, flag: str = "--device") -> None:
-    """Raise ValueError (one line) when ``device`` names a CUDA GPU this machine does not have.
-    Called before any work or output, so a refused run leaves nothing behind. None, "auto" and
-    "cpu" always pass."""
-    if device in (None, "", "auto") or not str(device).startswith("cuda"):
+    """Raise ValueError (one line) unless ``device`` is one of DEVICE_CHOICES and, for a CUDA
+    device, this machine has that GPU. Called before any work or output, so a refused run leaves
+    nothing behind. None and "" (the command's default) pass."""
+    if device in (None, ""):
         return
+    name, colon, index = str(device).partition(":")
+    if name in ("auto", "cpu") and not colon:
+        return
+    if name != "cuda" or (colon and not index.isdigit()):
+        raise ValueError(f"{flag} {device}: not a device; choose one of {DEVICE_CHOICES} (N: a GPU index)")
     import torch
 
     if not torch.cuda.is_available():
-        raise ValueError(f"{flag} {device}: no CUDA GPU is available here (torch.cuda.is_available() is False"
+        raise ValueError(f"{flag} {device}: no CUDA GPU is visible here (torch.cuda.is_available() is False"
                          + ("" if torch.version.cuda else "; this torch is a CPU-only build")
-                         + "); use --device cpu")
-    _, _, index = str(device).partition(":")
-    if index:
-        if not index.isdigit():
-            raise ValueError(f"{flag} {device}: not a device name (cuda, cuda:0, cuda:1, ...)")
-        if int(index) >= torch.cuda.device_count():
-            raise ValueError(f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
-                             f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+                         + "); use --device cpu (choices: " + DEVICE_CHOICES + ")")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                         f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")

@@ -72,10 +72,9 @@ from .video import DEFAULT_IMAGE_FPS
 DEFAULT_WINDOW = 2048           # clips
 DEFAULT_OVERLAP = 0.5
 
-#: Extractor settings that must agree between training features and detection (the weights file's
-#: path may differ between machines; its sha256 may not). 'seed' only matters for random weights.
-COMPARED_KEYS = ("profile", "random_init", "weights_sha256", "crops", "short_side", "crop_size",
-                 "norm", "tail", "clip_len", "feature_dim", "seed", "precision")
+#: FeatureExtractor arguments never taken from the checkpoint's record: where to run, how fast;
+#: weights, random_init and seed are resolved on their own (resolve_extractor).
+NOT_FROM_RECORD = ("self", "device", "batch_size", "threads", "channels_last", "weights", "random_init", "seed")
 #: detect flag -> FeatureExtractor argument / meta key
 EXTRACTOR_FLAGS = {"profile": "profile", "weights": "weights", "random_init": "random_init",
                    "seed": "seed", "crops": "crops", "short_side": "short_side",
@@ -159,9 +158,12 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
                               "trained on: " + "; ".join(bad) + ". Scores of features from another "
                               "extractor are meaningless; drop these flags (detect reads the settings "
                               "from the checkpoint) or use a checkpoint trained on such features.")
-    kw: dict[str, Any] = {}
-    for key in ("profile", "crops", "short_side", "crop_size", "norm", "tail", "precision"):
-        if trained.get(key) is not None:
+    import inspect
+    from .extractor import FeatureExtractor
+
+    kw: dict[str, Any] = {}     # every recorded setting the extractor takes (a new one needs no change here)
+    for key in inspect.signature(FeatureExtractor.__init__).parameters:
+        if key not in NOT_FROM_RECORD and trained.get(key) is not None:
             kw[key] = trained[key]
     if trained.get("random_init"):
         if given.get("weights"):
@@ -183,21 +185,19 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
 
 
 def check_extractor(trained: dict | None, meta: dict) -> None:
-    """Raise CheckpointError when the built extractor's meta differs from the training record."""
+    """Raise CheckpointError when the built extractor's meta differs from the training record in any
+    recorded setting (all of its keys but featstore.NOT_COMPARED; a key the record lacks is not
+    compared, as in records written before that setting existed)."""
+    from .featstore import record_diff
+
     if trained is None:
         return
-    diff = []
-    for key in COMPARED_KEYS:
-        if key == "seed" and not trained.get("random_init"):
-            continue
-        a, b = trained.get(key), meta.get(key)
-        if a is None or b is None:
-            continue
-        if a != b:
-            diff.append(f"{key}: trained {a}, now {b}")
+    rec = {k: v for k, v in trained.items() if v is not None and k != "videos_described"}
+    diff = record_diff(rec, {k: meta.get(k) for k in rec})
     if diff:
         raise CheckpointError("the extractor differs from the one the checkpoint was trained with ("
-                              + "; ".join(diff) + "). For weights: pass --weights with the same file "
+                              + "; ".join(f"{k}: trained {a}, now {b}" for k, (a, b) in diff.items())
+                              + "). For weights: pass --weights with the same file "
                               "(sha256 " + str(trained.get("weights_sha256")) + ").")
 
 

@@ -56,7 +56,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .cli import HelpFormatter, user_message
+from .cli import HelpFormatter, check_device, user_message
 from .detect import (DEFAULT_MERGE_GAP, DEFAULT_MIN_DURATION, DEFAULT_THRESHOLD, EXTRACTOR_FLAGS,
                      CheckpointError, add_extractor_flags, check_extractor, find_intervals, resolve_extractor)
 from .evaluate import load_model, score_clips
@@ -416,6 +416,7 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
     for _, src in sources:
         if S.classify(src) == "file" and not Path(src.replace("file://", "")).exists():
             raise FileNotFoundError(f"{src}: no such file")
+    check_device(device)                                    # before the checkpoint and any output
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     try:

@@ -1,0 +1,173 @@
+"""Issue 23 "Nothing silent": faults that used to end in a traceback or in a result that differs
+without a word. Every test runs a command as a user would (its ``main()`` or a subprocess) and
+checks the message and the exit code."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import detect, evaluate, extract, train
+from pipeline.synthvideo import write_ucf_dataset
+
+FX = ["--short-side", "64", "--crop-size", "56"]
+RANDOM = ["--profile", "32x2", "--random-init", "--seed", "0"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_module(module: str, *args, cwd=None, env=None, timeout=120) -> subprocess.CompletedProcess:
+    """``python -m pipeline.<module> args`` in a subprocess, as a user runs it (stderr redirected)."""
+    e = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run([sys.executable, "-m", f"pipeline.{module}", *map(str, args)], cwd=cwd, env=e,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- 1: the extractor record
+
+@pytest.fixture(scope="module")
+def ucf_root(tmp_path_factory):
+    """A tiny UCF-style root of generated videos in class folders (videos/Explosion/x.mp4, ...)."""
+    root = tmp_path_factory.mktemp("ucf")
+    write_ucf_dataset(root, 2, 2, 1, 1, seed=5, seconds=(2, 3), progress=False, kinds=["flash"])
+    return root
+
+
+def _camera_layout(src: Path, dst: Path) -> Path:
+    """The same root with its videos in camera folders (videos/cam1/x.mp4, videos/cam2/y.mp4)."""
+    dst.mkdir()
+    for f in src.glob("*.txt"):
+        shutil.copy(f, dst / f.name)
+    for i, v in enumerate(sorted((src / "videos").rglob("*.mp4"))):
+        (dst / "videos" / f"cam{i % 2 + 1}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(v, dst / "videos" / f"cam{i % 2 + 1}" / v.name)
+    return dst
+
+
+@pytest.mark.slow   # extract -> train -> evaluate -> detect, twice (~40 s)
+@pytest.mark.parametrize("layout", ["classes", "cameras"])
+def test_detect_without_flags_reproduces_training_extraction(ucf_root, tmp_path, layout, capsys):
+    root = ucf_root if layout == "classes" else _camera_layout(ucf_root, tmp_path / "cams")
+    feats = tmp_path / f"features_{layout}"
+    assert extract.main([str(root / "videos"), "--out", str(feats), "--workers", "0", "--no-progress",
+                         "--device", "cpu", *FX, *RANDOM]) == 0
+    assert not (feats / "manifest.jsonl").parent.joinpath("Explosion", "manifest.jsonl").exists()
+    run = tmp_path / f"run_{layout}"
+    assert train.main(["--dataset", "ucf", "--data-root", str(root), "--features", str(feats), "--out", str(run),
+                       "--epochs", "1", "--T", "4", "--batch-size", "4", "--standardize", "--quiet",
+                       "--device", "cpu"]) == 0
+    record = torch.load(run / "model.pt", map_location="cpu", weights_only=True)["extractor"]
+    assert record is not None and record["random_init"] is True and record["videos_described"] == 4
+    assert record["short_side"] == 64 and record["crop_size"] == 56
+    ev = tmp_path / f"eval_{layout}"
+    assert evaluate.main(["--dataset", "ucf", "--data-root", str(root), "--features", str(feats),
+                          "--checkpoint", str(run), "--out", str(ev), "--device", "cpu", "--quiet"]) == 0
+    clip_scores = np.load(ev / "scores.npz")
+    capsys.readouterr()
+    test_video = next(p for p in (root / "videos").rglob("Explosion*.mp4")
+                      if p.stem in clip_scores.files)
+    out = tmp_path / f"det_{layout}"
+    assert detect.main([str(test_video), "--checkpoint", str(run), "--out", str(out), "--device", "cpu",
+                        "--no-plot", "--no-html"]) == 0          # no extraction flags at all
+    printed = capsys.readouterr().out
+    assert "does not record" not in printed
+    frames = detect.read_scores_csv(out / f"{test_video.stem}.scores.csv")
+    clips = clip_scores[test_video.stem]
+    np.testing.assert_allclose(frames[::16][:len(clips)], clips, rtol=0, atol=1e-6)
+
+
+def test_train_refuses_features_extracted_two_ways(tmp_path):
+    """Two manifests (two --features roots below one folder) that disagree: refused, naming both files."""
+    root = tmp_path / "root"
+    rng = np.random.default_rng(0)
+    names = {"a": ["Normal_Videos001_x264", "Explosion001_x264"], "b": ["Normal_Videos002_x264", "Explosion002_x264"]}
+    for sub, crop in (("a", 224), ("b", 160)):
+        folder = root / "features" / sub / "cls"
+        folder.mkdir(parents=True)
+        rows = []
+        for n in names[sub]:
+            np.save(folder / f"{n}.npy", rng.random((8, 1, 64), dtype=np.float32))
+            meta = {"profile": "32x2", "random_init": True, "seed": 0, "crop_size": crop, "coverage": "center"}
+            rows.append({**meta, "meta_keys": sorted(meta), "video": f"cls/{n}", "status": "ok", "frames": 128})
+        (root / "features" / sub / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "Anomaly_Train.txt").write_text("".join(f"{n}.mp4\n" for v in names.values() for n in v))
+    r = run_module("train", "--dataset", "ucf", "--data-root", root, "--out", tmp_path / "run",
+                   "--epochs", "1", "--T", "4", "--batch-size", "4", "--device", "cpu", "--no-cache")
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "crop_size: 224 vs 160" in err
+    assert "features/a/cls/" in err and "features/b/cls/" in err
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_a_new_extractor_key_is_carried_and_compared(tmp_path):
+    """A setting the code does not know by name (e.g. coverage) is recorded and compared."""
+    from pipeline.data import Video
+    from pipeline.featstore import make_row
+
+    folder = tmp_path / "features" / "cam1"
+    folder.mkdir(parents=True)
+    meta = {"profile": "32x2", "random_init": True, "seed": 0, "coverage": "full"}
+    rows = [make_row(meta, {"video": f"cam1/{n}", "status": "ok"}) for n in ("a", "b")]
+    (tmp_path / "features" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    videos = [Video(n, 0, "", [folder / f"{n}.npy"]) for n in ("a", "b")]
+    rec = train.extractor_meta(videos, tmp_path / "features")
+    assert rec["coverage"] == "full" and rec["videos_described"] == 2
+    with pytest.raises(detect.CheckpointError, match="coverage: trained full, now center"):
+        detect.check_extractor(rec, dict(meta, coverage="center"))
+
+
+# ----------------------------------------------------------------------------- 2: --device
+
+DEVICE_ARGS = {
+    "extract": ["VIDEOS", "--out", "OUT"],
+    "train": ["--data-root", "VIDEOS", "--out", "OUT"],
+    "evaluate": ["--data-root", "VIDEOS", "--out", "OUT"],
+    "detect": ["VIDEOS", "--out", "OUT", "--checkpoint", "VIDEOS/model.pt"],
+    "watch": ["VIDEOS/v.mp4", "--jsonl", "OUT/events.jsonl", "--checkpoint", "VIDEOS/model.pt"],
+    "demo": ["--out", "OUT"],
+    "study": ["--data-root", "VIDEOS", "--out", "OUT"],
+}
+GPU = "--device gpu: not a device; choose one of auto, cpu, cuda, cuda:N"
+NO_GPU = "--device cuda: no CUDA GPU is visible here"
+
+
+def _device_run(tmp_path, module, device, subprocess_run):
+    """Run ``module`` with ``--device device`` on a folder holding an empty v.mp4; (rc, stderr, out)."""
+    import importlib
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "v.mp4").write_bytes(b"")
+    out = tmp_path / "out"
+    args = [a.replace("VIDEOS", str(videos)).replace("OUT", str(out)) for a in DEVICE_ARGS[module]]
+    if subprocess_run:
+        r = run_module(module, *args, "--device", device)
+        return r.returncode, r.stderr, out
+    return importlib.import_module(f"pipeline.{module}").main([*args, "--device", device]), None, out
+
+
+@pytest.mark.parametrize("module", ["train", "evaluate", "detect", "demo", "study"])
+def test_device_typo_is_one_line_before_any_output(tmp_path, module, capsys):
+    rc, _, out = _device_run(tmp_path, module, "gpu", subprocess_run=False)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip().splitlines()[-1] == f"error: {GPU} (N: a GPU index)"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("module,device,message", [
+    ("extract", "gpu", GPU), ("watch", "gpu", GPU), ("extract", "cuda", NO_GPU), ("watch", "cuda", NO_GPU)])
+def test_bad_device_in_extract_and_watch(tmp_path, module, device, message):
+    """As a user runs them (subprocess): extract used to leave an empty --out, watch a traceback."""
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    rc, err, out = _device_run(tmp_path, module, device, subprocess_run=True)
+    assert rc == 2 and "Traceback" not in err, err
+    assert message in err.strip().splitlines()[-1]
+    assert not out.exists()
