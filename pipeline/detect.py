@@ -67,7 +67,7 @@ from .metrics import CLIP_LEN
 from .timeline import (DEFAULT_MERGE_GAP, DEFAULT_MIN_DURATION, DEFAULT_THRESHOLD,  # noqa: F401
                        INTERVAL_FIELDS, find_intervals, frame_scores, intervals_csv, read_intervals_csv,
                        read_scores_csv, scores_csv)
-from .video import DEFAULT_IMAGE_FPS
+from .video import DEFAULT_IMAGE_FPS, EMPTY_FOLDER, empty_folders
 
 DEFAULT_WINDOW = 2048           # clips
 DEFAULT_OVERLAP = 0.5
@@ -335,9 +335,7 @@ def gather_inputs(videos: Sequence[str | Path]) -> tuple[list[tuple[Path, str]],
     for v in videos:
         p = Path(v)
         if p.is_dir():
-            vids = find_videos(p)
-            if not vids:
-                raise FileNotFoundError(f"{p}: no video files or frame folders in this folder")
+            vids = find_videos(p)          # none: an empty folder, reported by detect() as failed
             found.extend((f, video_key(f, p)) for f in vids)
         else:
             found.append((p, p.stem))                       # a missing file fails as that video
@@ -427,7 +425,11 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
                        ("cpu" if device == "auto" else device))
 
     inputs, dups = gather_inputs(videos)
+    empty = empty_folders(videos, exclude=[out])            # failed by name, the others go on
     if not inputs:
+        if empty:
+            raise FileNotFoundError(f"{empty[0]}: {EMPTY_FOLDER}"
+                                    + (f" (and {len(empty) - 1} more such folder(s))" if len(empty) > 1 else ""))
         raise ValueError("no videos given")
     if not any(p.exists() for p, _ in inputs):              # before the checkpoint and the weights
         raise FileNotFoundError(f"{inputs[0][0]}: no such file or directory"
@@ -523,6 +525,9 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
         rows.append({"video": key, "path": str(p), "status": "error", "seconds": 0.0,
                      "error": f"{p}: same output name {key}.* as {first} (pass their common parent folder "
                               f"instead, so that the names keep their folders)"})
+    for folder in empty:
+        rows.append({"video": folder.as_posix(), "path": str(folder), "status": "error", "seconds": 0.0,
+                     "error": f"{folder}: {EMPTY_FOLDER}"})
     stopped = True                              # until the loop ends normally (Ctrl-C, ...)
     try:
         for path, key in progress(todo, quiet or len(todo) < 2, desc="detecting", unit="video"):

@@ -230,14 +230,15 @@ def record_diff(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Tuple[Any, An
 
 
 def find_record(feature_file: Path, top: Optional[Path] = None,
-                cache: Optional[Dict[Path, Dict[str, Dict[str, Any]]]] = None
+                cache: Optional[Dict[Path, Dict[str, Dict[str, Any]]]] = None, name: Optional[str] = None
                 ) -> Optional[Tuple[Path, Dict[str, Any]]]:
     """(manifest, finished row) that describes ``feature_file``, or None.
 
     ``extract`` writes one manifest at the top of its ``--out`` and keys its rows by the file's
     path below it without ``.npy`` (``Explosion/x``, ``cam1/x``), so the manifest is looked for in
     the file's folder and each folder above it, up to ``top`` (default: the file's folder only).
-    ``cache``: manifest path -> rows, shared between calls.
+    ``cache``: manifest path -> rows, shared between calls. ``name``: the video's name as the split
+    lists know it (``x`` for ``x_i3d.npy``), tried in place of the file name where no row has the key.
     """
     feature_file = Path(feature_file)
     folder = feature_file.parent
@@ -248,10 +249,11 @@ def find_record(feature_file: Path, top: Optional[Path] = None,
         if manifest.is_file():
             if manifest not in cache:
                 cache[manifest] = read_manifest(folder)
-            key = feature_file.relative_to(folder).with_suffix("").as_posix()
-            row = cache[manifest].get(key)
-            if row is not None and row.get("status", "ok") in FINISHED:
-                return manifest, row
+            rel = feature_file.relative_to(folder).with_suffix("")
+            for key in dict.fromkeys([rel.as_posix()] + ([(rel.parent / name).as_posix()] if name else [])):
+                row = cache[manifest].get(key)
+                if row is not None and row.get("status", "ok") in FINISHED:
+                    return manifest, row
         if folder == top or folder.parent == folder or not folder.is_relative_to(top):
             return None
         folder = folder.parent

@@ -282,18 +282,19 @@ def extractor_meta(videos: list, top: Path | None = None) -> dict | None:
     cache: dict = {}
     found, unknown = [], []
     for v in videos:
-        hit = find_record(v.paths[0], top, cache)
+        hit = find_record(v.paths[0], top, cache, v.name)
         if hit is None:
             unknown.append(v.paths[0])
         else:
-            found.append((v.paths[0], extraction_record(hit[1])))
+            found.append((v.paths[0], hit[0], extraction_record(hit[1])))
     if not found:
         return None
-    first_path, first = found[0]
-    for path, rec in found[1:]:
+    first_path, first_manifest, first = found[0]
+    for path, manifest, rec in found[1:]:
         diff = record_diff(first, rec)
         if diff:
-            raise D.DataError(f"{first_path} and {path} were extracted with different settings ("
+            raise D.DataError(f"{first_path} (in {first_manifest}) and {path} (in {manifest}) were extracted "
+                              f"with different settings ("
                               + "; ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
                               + "): their features do not mean the same; extract them again with the "
                                 "same settings, or train on one kind")

@@ -122,6 +122,33 @@ def find_videos(root: PathLike) -> List[Path]:
     return sorted(found)
 
 
+#: How every command reports a folder of :func:`empty_folders`.
+EMPTY_FOLDER = (f"empty folder: no video files ({' '.join(VIDEO_EXTENSIONS)}) or images "
+                f"({' '.join(IMAGE_EXTENSIONS)}) in it")
+
+
+def empty_folders(roots: Sequence[PathLike], exclude: Sequence[PathLike] = ()) -> List[Path]:
+    """Folders among or below ``roots`` that cannot be a video and hold nothing to search: an input
+    folder in which :func:`find_videos` finds nothing, and every folder below an input with no
+    entry at all (hidden ones aside), e.g. a camera's folder or a frame folder whose files are
+    missing. Every command reports them by name as failed instead of skipping them silently.
+    ``exclude``: folders that are not inputs (the command's own --out, when it lies among them)."""
+    skip = {Path(p).resolve() for p in exclude}
+    found: List[Path] = []
+    for root in map(Path, roots):
+        if not root.is_dir() or is_frame_folder(root):
+            continue
+        if not find_videos(root):
+            found.append(root)
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+            if (not dirnames and not any(not n.startswith(".") for n in filenames)
+                    and Path(dirpath).resolve() not in skip):
+                found.append(Path(dirpath))
+    return found
+
+
 def video_key(video: PathLike, root: PathLike) -> str:
     """The output name of ``video`` found under the input ``root``: its path relative to the root,
     without the video extension, '/'-separated (``cam1/2024-01-01_0800``), so that equal file
@@ -363,6 +390,8 @@ class FrameStream:
         for img in images:
             try:
                 with av.open(str(img)) as c:
+                    # a truncated or damaged image is an error, not FFmpeg's concealed partial picture
+                    c.streams.video[0].codec_context.options = {"err_detect": "explode"}
                     frame = next(c.decode(video=0))
                     if self.src_size is not None and (frame.width, frame.height) != self.src_size:
                         raise VideoError(f"{img}: {frame.width}x{frame.height}, but the folder's first image "
@@ -372,7 +401,8 @@ class FrameStream:
             except VideoError:
                 raise
             except Exception as exc:
-                raise VideoError(f"{img}: cannot read image ({type(exc).__name__}: {exc})") from exc
+                raise VideoError(f"{img}: the image does not decode completely (truncated or damaged file; "
+                                 f"{type(exc).__name__}: {exc})") from exc
             self.times.append(round(self.frames / self.fps, 6))
             self.first_time = 0.0
             self.last_time = self.times[-1]

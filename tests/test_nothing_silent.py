@@ -171,3 +171,62 @@ def test_bad_device_in_extract_and_watch(tmp_path, module, device, message):
     assert rc == 2 and "Traceback" not in err, err
     assert message in err.strip().splitlines()[-1]
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- 3, 4: frame folders
+
+def _random_checkpoint(path: Path) -> Path:
+    """A checkpoint with random model weights whose record says: random-weight 32x2 I3D at FX."""
+    from pipeline.model import AnomalyGCN
+
+    torch.manual_seed(0)
+    model = AnomalyGCN(in_dim=2048, dropout=0.0)
+    config = {"dropout": 0.0, "adjacency": "learned", "similarity": model.similarity,
+              "graph_features": model.graph_features, "proximity": model.proximity}
+    record = {"profile": "32x2", "random_init": True, "seed": 0, "short_side": 64, "crop_size": 56, "crops": 1}
+    torch.save({"model": model.state_dict(), "config": config, "in_dim": 2048, "epoch": 0, "extractor": record}, path)
+    return path
+
+
+@pytest.fixture
+def frame_tree(tmp_path):
+    """videos/good/ (16 JPEG frames), videos/cut/ (16 frames, the 6th truncated), videos/empty/."""
+    from videogen import make_frame_folder, truncate
+
+    videos = tmp_path / "videos"
+    make_frame_folder(videos / "good", 16, ext=".jpg")
+    make_frame_folder(videos / "cut", 16, ext=".jpg", seed=1)
+    truncate(videos / "cut" / "005.jpg", 0.6)
+    (videos / "empty").mkdir()
+    return videos
+
+
+def test_extract_fails_a_truncated_frame_and_an_empty_folder_by_name(frame_tree, tmp_path):
+    feats = tmp_path / "features"
+    r = run_module("extract", frame_tree, "--out", feats, "--workers", "0", "--device", "cpu", *FX, *RANDOM)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"{frame_tree / 'cut' / '005.jpg'}: the image does not decode completely" in r.stderr
+    assert f"failed: {frame_tree / 'empty'}: empty folder" in r.stderr
+    assert "1 ok, 0 partial, 2 failed" in r.stderr
+    assert (feats / "good.npy").exists() and not (feats / "cut.npy").exists()
+    rows = {json.loads(l)["video"]: json.loads(l) for l in (feats / "manifest.jsonl").read_text().splitlines()}
+    assert rows["cut"]["status"] == "failed" and "005.jpg" in rows["cut"]["error"]
+
+
+def test_detect_fails_a_truncated_frame_and_an_empty_folder_by_name(frame_tree, tmp_path, capsys):
+    ckpt = _random_checkpoint(tmp_path / "model.pt")
+    out = tmp_path / "det"
+    rc = detect.main([str(frame_tree), "--checkpoint", str(ckpt), "--out", str(out), "--device", "cpu",
+                      "--no-plot", "--no-html", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"error: {frame_tree / 'cut' / '005.jpg'}: the image does not decode completely" in err
+    assert f"error: {frame_tree / 'empty'}: empty folder" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert {v["video"]: v["status"] for v in summary["videos"]} == {
+        "good": "ok", "cut": "error", (frame_tree / "empty").as_posix(): "error"}
+    # only empty folders: nothing could run
+    rc = detect.main([str(frame_tree / "empty"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "d2"),
+                      "--device", "cpu", "--quiet"])
+    assert rc == 2 and "empty folder" in capsys.readouterr().err
