@@ -107,6 +107,14 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
     annotation = D.read_annotations(ann_path, dataset)
     videos = D.load_split(root, dataset, "test", list_path=test_list, features_root=features, annotation=annotation)
     annotation.check_names([v.name for v in videos])
+    unmasked = [v.name for v in videos if v.label_from == "no mask"]
+    if dataset == "sht":
+        D.check_mask_lengths(annotation, {v.name: D.feature_clips(v.paths) for v in videos},
+                             extracted_frames(videos, features or (root / "features" if (root / "features").is_dir()
+                                                                   else root)), CLIP_LEN)
+    if unmasked and not quiet:   # the list gives no labels: no mask file is taken to mean normal, and said so
+        print(f"warning: {len(unmasked)} test video(s) have no frame mask in {annotation.path} and are taken as "
+              f"normal: {', '.join(unmasked)}", file=sys.stderr)
     extent = D.check_extent(annotation, {v.name: D.feature_clips(v.paths) for v in videos}, CLIP_LEN)
     problems = extent.problems(ann_path)
     if problems and strict:
@@ -124,7 +132,7 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
         scored.append(ScoredVideo(v.name, int(v.label), cls or ("Normal" if v.label == 0 else ""),
                                   clip_to_frame_scores(s), annotation.frame_labels(v.name, n_frames)))
     report = frame_report(scored, far_threshold)
-    report.update(dataset=dataset, checkpoint=meta["path"], checkpoint_epoch=meta.get("epoch"),
+    report.update(no_mask_taken_as_normal=unmasked, dataset=dataset, checkpoint=meta["path"], checkpoint_epoch=meta.get("epoch"),
                   selected_by=checkpoint_label(meta), headline=HEADLINE[dataset],
                   annotations=str(ann_path), clip_len=CLIP_LEN, annotation_warnings=problems)
     if out:
@@ -140,6 +148,19 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
             print(f"wrote {Path(out) / 'report.json'} and {Path(out) / 'scores.npz'}"
                   + (f" and {Path(out) / 'report.html'}" if html else ""))
     return report
+
+
+def extracted_frames(videos: list, top: Path) -> dict[str, int]:
+    """video -> decoded frames, for the videos whose extraction manifest row says (pipeline.extract)."""
+    from .featstore import find_record
+
+    cache: dict = {}
+    out = {}
+    for v in videos:
+        hit = find_record(v.paths[0], Path(top), cache, v.name)
+        if hit is not None and isinstance(hit[1].get("frames"), int):
+            out[v.name] = hit[1]["frames"]
+    return out
 
 
 def checkpoint_label(meta: dict) -> str:

@@ -230,3 +230,65 @@ def test_detect_fails_a_truncated_frame_and_an_empty_folder_by_name(frame_tree, 
     rc = detect.main([str(frame_tree / "empty"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "d2"),
                       "--device", "cpu", "--quiet"])
     assert rc == 2 and "empty folder" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- 5, 6: test masks
+
+def _sht_root(tmp_path, masks: dict, frames: dict | None = None) -> Path:
+    """A ShanghaiTech-style root: SH_Test.txt without labels, 4-clip features, the given masks, and
+    (``frames``) an extraction manifest with each video's decoded frames."""
+    root = tmp_path / "sht"
+    (root / "features").mkdir(parents=True)
+    (root / "test_frame_mask").mkdir()
+    rng = np.random.default_rng(0)
+    names = ["01_0014", "01_0015", "01_0016"]
+    for n in names:
+        np.save(root / "features" / f"{n}.npy", rng.random((4, 1, 2048), dtype=np.float32))
+    for n, m in masks.items():
+        np.save(root / "test_frame_mask" / f"{n}.npy", np.asarray(m, dtype=np.uint8))
+    if frames:
+        (root / "features" / "manifest.jsonl").write_text("".join(
+            json.dumps({"video": n, "status": "ok", "frames": f}) + "\n" for n, f in frames.items()))
+    (root / "SH_Test.txt").write_text("\n".join(names))
+    return root
+
+
+def _anomaly_at_end(n: int) -> np.ndarray:
+    m = np.zeros(n, dtype=np.uint8)
+    m[-20:] = 1
+    return m
+
+
+def test_evaluate_refuses_a_mask_shorter_than_its_video(tmp_path, capsys):
+    ckpt = _random_checkpoint(tmp_path / "model.pt")
+    root = _sht_root(tmp_path, {"01_0014": _anomaly_at_end(40), "01_0016": _anomaly_at_end(64)})
+    rc = evaluate.main(["--dataset", "sht", "--data-root", str(root), "--checkpoint", str(ckpt), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and err.startswith("error: ") and "01_0014.npy: the mask of video 01_0014 has 40 frames" in err
+    assert "4 clips of 16 frames (49..64 frames)" in err
+    # the extraction manifest knows the video's frames: the mask must have exactly those (or the clips' 64)
+    root = _sht_root(tmp_path / "b", {"01_0014": _anomaly_at_end(58), "01_0016": _anomaly_at_end(64)},
+                     frames={"01_0014": 60, "01_0015": 60, "01_0016": 64})
+    rc = evaluate.main(["--dataset", "sht", "--data-root", str(root), "--checkpoint", str(ckpt), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and "has 58 frames, the video 60 frames (extraction manifest), 4 clips" in err
+    root = _sht_root(tmp_path / "c", {"01_0014": _anomaly_at_end(60), "01_0016": _anomaly_at_end(64)},
+                     frames={"01_0014": 60, "01_0015": 60, "01_0016": 64})
+    assert evaluate.main(["--dataset", "sht", "--data-root", str(root), "--checkpoint", str(ckpt),
+                          "--device", "cpu", "--out", str(tmp_path / "ev")]) == 0
+
+
+def test_evaluate_names_every_video_without_a_mask(tmp_path, capsys):
+    ckpt = _random_checkpoint(tmp_path / "model.pt")
+    root = _sht_root(tmp_path, {"01_0014": _anomaly_at_end(64)})
+    out = tmp_path / "ev"
+    assert evaluate.main(["--dataset", "sht", "--data-root", str(root), "--checkpoint", str(ckpt),
+                          "--device", "cpu", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 2 test video(s) have no frame mask" in err and "01_0015, 01_0016" in err
+    assert json.loads((out / "report.json").read_text())["no_mask_taken_as_normal"] == ["01_0015", "01_0016"]
+    # the folder holds normal videos' masks too (ShanghaiTech's own test_frame_mask/): a missing one is refused
+    root = _sht_root(tmp_path / "b", {"01_0014": _anomaly_at_end(64), "01_0015": np.zeros(64)})
+    rc = evaluate.main(["--dataset", "sht", "--data-root", str(root), "--checkpoint", str(ckpt), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and "no frame mask for 1 video(s)" in err and "01_0016" in err and "01_0015.npy marks no frame" in err
