@@ -292,3 +292,36 @@ def test_evaluate_names_every_video_without_a_mask(tmp_path, capsys):
     rc = evaluate.main(["--dataset", "sht", "--data-root", str(root), "--checkpoint", str(ckpt), "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert rc == 2 and "no frame mask for 1 video(s)" in err and "01_0016" in err and "01_0015.npy marks no frame" in err
+
+
+# ----------------------------------------------------------------------------- 7: progress in a log
+
+def test_progress_in_a_log_is_plain_lines(tmp_path):
+    """``extract ... >log 2>&1``: no carriage returns or cursor codes, a plain line with the numbers."""
+    from videogen import make_video
+
+    for i in range(2):
+        make_video(tmp_path / "videos" / f"v{i}.mp4", 40, seed=i)
+    log = tmp_path / "log"
+    with open(log, "w") as f:
+        r = subprocess.run([sys.executable, "-m", "pipeline.extract", str(tmp_path / "videos"), "--out",
+                            str(tmp_path / "f"), "--workers", "1", "--device", "cpu", *FX, *RANDOM],
+                           stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    text = log.read_text()
+    assert r.returncode == 0, text
+    assert "\r" not in text and "\x1b[" not in text
+    assert "all videos: 6/6 clip (100%)" in text and "videos=2/2" in text
+
+
+def test_log_progress_prints_every_few_percent(capsys):
+    import io
+    from pipeline.cli import progress_bar
+
+    buf = io.StringIO()
+    bar = progress_bar(total=100, desc="scoring", unit="video", stream=buf, every_pct=25, every_s=1e9)
+    for _ in range(100):
+        bar.update(1)
+    bar.close()
+    lines = buf.getvalue().splitlines()
+    assert [l.split(",")[0] for l in lines] == [f"scoring: {n}/100 video ({n}%)" for n in (25, 50, 75, 100)]
+    assert list(progress_bar(iterable=range(3), stream=buf, quiet=True)) == [0, 1, 2]
