@@ -325,3 +325,33 @@ def test_log_progress_prints_every_few_percent(capsys):
     lines = buf.getvalue().splitlines()
     assert [l.split(",")[0] for l in lines] == [f"scoring: {n}/100 video ({n}%)" for n in (25, 50, 75, 100)]
     assert list(progress_bar(iterable=range(3), stream=buf, quiet=True)) == [0, 1, 2]
+
+
+# ----------------------------------------------------------------------------- 8: watch --duration
+
+sys.path.insert(0, str(Path(__file__).parent))
+from netns import NS, namespaces_work  # noqa: E402
+
+
+@pytest.mark.skipif(not namespaces_work(), reason="needs root and unshare (a loopback-only network namespace)")
+def test_watch_duration_is_wall_clock_on_a_silent_udp_source(tmp_path):
+    """Nothing is ever sent to the UDP port: watch still ends within a second or two of --duration
+    (it used to wait for the open and stall timeouts), and says what was scored."""
+    import time
+
+    ckpt = _random_checkpoint(tmp_path / "model.pt")
+    out = tmp_path / "events.jsonl"
+    script = (f"ip link set lo up && exec {sys.executable} -m pipeline.watch udp://127.0.0.1:5699 "
+              f"--checkpoint {ckpt} --jsonl {out} --device cpu --duration 10 --open-timeout 10 --stall-timeout 5")
+    t0 = time.monotonic()
+    r = subprocess.run(NS + ["sh", "-c", script], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                       capture_output=True, text=True, timeout=60)
+    wall = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert wall < 10 + 3, (wall, r.stderr)        # start-up counts; 3 s: namespace, exit, a loaded machine
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("watch ended (--duration 10 s reached) after ")
+    assert float(last.split(" after ")[1].split(" s:")[0]) <= 10 + 1.0     # what watch itself promises
+    assert "127.0.0.1_5699: 0 clips scored" in last and "still waiting for data" in last
+    end = [json.loads(l) for l in out.read_text().splitlines() if '"end"' in l][0]
+    assert end["scored"] == 0 and "not scored" in end["unfinished"]
