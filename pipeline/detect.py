@@ -378,6 +378,30 @@ def is_finished(row: dict | None, path: Path, files: dict[str, Path], resume: di
         return False
 
 
+#: How a refused rerun names a setting of RESUME_KEYS: its flag.
+RESUME_FLAGS = {"checkpoint_sha256": "--checkpoint (another file or changed since)", "threshold": "--threshold",
+                "min_duration_s": "--min-duration", "merge_gap_s": "--merge-gap", "window_clips": "--window",
+                "overlap": "--overlap", "image_fps": "--fps", "extractor": "the extractor record of the checkpoint"}
+
+
+def why_not_finished(row: dict, path: Path, resume: dict) -> str:
+    """What differs between an earlier result and this run, for the refusal of a rerun."""
+    if row.get("path") != str(path):
+        return f"made from another file ({row.get('path')}, now {path})"
+    before = row.get("resume", {})
+    diff = [f"{RESUME_FLAGS.get(k, k)}: {before.get(k)} then, {resume.get(k)} now"
+            if k not in ("checkpoint_sha256", "extractor") else RESUME_FLAGS[k]
+            for k in RESUME_KEYS if before.get(k) != resume.get(k)]
+    if diff:
+        return "settings differ: " + "; ".join(diff)
+    try:
+        if path.stat().st_mtime > float(row.get("end_unix", 0)):
+            return f"{path} changed after it was scored"
+    except OSError:
+        pass
+    return "some of its output files are missing"
+
+
 def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path = "detections",
            threshold: float = DEFAULT_THRESHOLD, min_duration: float = DEFAULT_MIN_DURATION,
            merge_gap: float = DEFAULT_MERGE_GAP, window: int = DEFAULT_WINDOW,
@@ -466,10 +490,10 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
         todo.append((path, key))
         have = [f for f in files_of[key].values() if f.exists()]
         if have and not overwrite and row is not None and row.get("status") == "ok":
-            clash.append(str(have[0]))                     # finished with other settings or another file
+            clash.append((str(have[0]), why_not_finished(row, path, resume)))   # other settings or another file
     if clash:
-        raise FileExistsError(f"{len(clash)} video(s) have results made with other settings or from another "
-                              f"file, e.g. {clash[0]}; pass --overwrite to replace them or choose another --out")
+        raise FileExistsError(f"{len(clash)} video(s) have results in {out} that this run would replace, e.g. "
+                              f"{clash[0][0]} ({clash[0][1]}); pass --overwrite to replace them or choose another --out")
 
     def check(fmeta: dict) -> None:                         # the extractor against the checkpoint
         check_extractor(trained, fmeta)

@@ -187,7 +187,7 @@ def format_report(r: dict) -> str:
              f"  frame AUC (%)            {_pct(r['auc'])}",
              f"  frame AP (%)             {_pct(r['ap'])}",
              f"  AUC anomalous only (%)   {_pct(r['auc_abnormal'])}",
-             f"  false alarms @{r['far_threshold']:.2f} (%) {_pct(r['far'])}",
+             f"  {'false alarms @' + format(r['far_threshold'], '.2f') + ' (%)':<25}{_pct(r['far'])}",
              "  mean score: inside anomalies {}, outside them in anomalous videos {}, normal videos {}".format(
                  *(f"{r[k]:.3f}" if r.get(k) is not None else "n/a" for k in ("mean_inside", "mean_outside", "mean_normal")))]
     if r["per_class"]:

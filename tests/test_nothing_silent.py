@@ -355,3 +355,51 @@ def test_watch_duration_is_wall_clock_on_a_silent_udp_source(tmp_path):
     assert "127.0.0.1_5699: 0 clips scored" in last and "still waiting for data" in last
     end = [json.loads(l) for l in out.read_text().splitlines() if '"end"' in l][0]
     assert end["scored"] == 0 and "not scored" in end["unfinished"]
+
+
+# ----------------------------------------------------------------------------- 9: smaller ones
+
+def test_refused_detect_rerun_names_the_setting_that_differs(tmp_path, capsys):
+    from videogen import make_video
+
+    video = make_video(tmp_path / "in" / "clip.mp4", 40, width=64, height=64)
+    ckpt = _random_checkpoint(tmp_path / "model.pt")
+    args = [str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "det"), "--device", "cpu",
+            "--no-plot", "--no-html", "--quiet"]
+    assert detect.main(args) == 0
+    assert detect.main(args + ["--threshold", "0.7", "--merge-gap", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "clip.scores.csv (settings differ: --threshold: 0.5 then, 0.7 now; --merge-gap:" in err
+    assert "--overwrite" in err
+
+
+def test_evaluate_table_rows_align():
+    report = {"dataset": "ucf", "n_videos": 2, "n_abnormal_videos": 1, "n_frames": 64, "checkpoint": "m.pt",
+              "selected_by": "final", "checkpoint_epoch": 1, "auc": 0.5, "ap": 0.5, "auc_abnormal": 0.5,
+              "far_threshold": 0.5, "far": 0.1, "mean_inside": 0.5, "mean_outside": 0.4, "mean_normal": 0.3,
+              "per_class": {}}
+    rows = [l for l in evaluate.format_report(report).splitlines() if "(%)" in l]
+    assert len(rows) == 4 and len({len(l) for l in rows}) == 1, rows
+
+
+def test_watch_says_the_streams_ended_on_an_error(tmp_path, capsys):
+    from pipeline import watch
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    ckpt = _random_checkpoint(tmp_path / "model.pt")
+    rc = watch.main([str(bad), "--checkpoint", str(ckpt), "--jsonl", str(tmp_path / "e.jsonl"), "--device", "cpu"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and "end of streams" not in last
+    assert last.startswith("watch ended (every stream ended, 1 of 1 on an error)") and "cannot open" in last
+
+
+def test_review_page_keeps_long_names_and_the_last_time_label():
+    """No browser here: the page's rules themselves (wrap names, keep edge labels in the canvas)."""
+    from pipeline import review
+
+    assets = Path(review.__file__).parent / "review_assets"
+    css = (assets / "style.css").read_text()
+    assert "text-overflow: ellipsis" not in css and "overflow-wrap: anywhere" in css
+    js = (assets / "common.js").read_text()
+    assert 'x + half > right ? "right"' in js
