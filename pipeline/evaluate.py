@@ -108,10 +108,15 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
     videos = D.load_split(root, dataset, "test", list_path=test_list, features_root=features, annotation=annotation)
     annotation.check_names([v.name for v in videos])
     unmasked = [v.name for v in videos if v.label_from == "no mask"]
+    rows = extraction_rows(videos, Path(features) if features else
+                           (root / "features" if (root / "features").is_dir() else root))
     if dataset == "sht":
         D.check_mask_lengths(annotation, {v.name: D.feature_clips(v.paths) for v in videos},
-                             extracted_frames(videos, features or (root / "features" if (root / "features").is_dir()
-                                                                   else root)), CLIP_LEN)
+                             {n: r["frames"] for n, r in rows.items() if isinstance(r.get("frames"), int)}, CLIP_LEN)
+    partial = [n for n, r in rows.items() if r.get("status") == "partial"]
+    if partial:         # scored on the frames that decoded; the annotation may cover more
+        print(f"warning: {len(partial)} test video(s) have features of only part of their frames (manifest status "
+              f"partial): {', '.join(partial)}", file=sys.stderr)
     if unmasked and not quiet:   # the list gives no labels: no mask file is taken to mean normal, and said so
         print(f"warning: {len(unmasked)} test video(s) have no frame mask in {annotation.path} and are taken as "
               f"normal: {', '.join(unmasked)}", file=sys.stderr)
@@ -132,7 +137,7 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
         scored.append(ScoredVideo(v.name, int(v.label), cls or ("Normal" if v.label == 0 else ""),
                                   clip_to_frame_scores(s), annotation.frame_labels(v.name, n_frames)))
     report = frame_report(scored, far_threshold)
-    report.update(no_mask_taken_as_normal=unmasked, dataset=dataset, checkpoint=meta["path"], checkpoint_epoch=meta.get("epoch"),
+    report.update(no_mask_taken_as_normal=unmasked, partial_features=partial, dataset=dataset, checkpoint=meta["path"], checkpoint_epoch=meta.get("epoch"),
                   selected_by=checkpoint_label(meta), headline=HEADLINE[dataset],
                   annotations=str(ann_path), clip_len=CLIP_LEN, annotation_warnings=problems)
     if out:
@@ -150,16 +155,16 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
     return report
 
 
-def extracted_frames(videos: list, top: Path) -> dict[str, int]:
-    """video -> decoded frames, for the videos whose extraction manifest row says (pipeline.extract)."""
+def extraction_rows(videos: list, top: Path) -> dict[str, dict]:
+    """video -> its extraction manifest row (pipeline.extract), for the videos that have one."""
     from .featstore import find_record
 
     cache: dict = {}
     out = {}
     for v in videos:
         hit = find_record(v.paths[0], Path(top), cache, v.name)
-        if hit is not None and isinstance(hit[1].get("frames"), int):
-            out[v.name] = hit[1]["frames"]
+        if hit is not None:
+            out[v.name] = hit[1]
     return out
 
 

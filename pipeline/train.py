@@ -280,13 +280,18 @@ def extractor_meta(videos: list, top: Path | None = None) -> dict | None:
     from .featstore import extraction_record, find_record, record_diff
 
     cache: dict = {}
-    found, unknown = [], []
+    found, unknown, partial = [], [], []
     for v in videos:
         hit = find_record(v.paths[0], top, cache, v.name)
         if hit is None:
             unknown.append(v.paths[0])
         else:
             found.append((v.paths[0], hit[0], extraction_record(hit[1])))
+            if hit[1].get("status") == "partial":
+                partial.append(f"{v.paths[0]} ({hit[1].get('error') or 'decoded in part'})")
+    if partial:      # features of the frames that decoded: usable, but not the whole video
+        print(f"warning: {len(partial)} training feature file(s) cover only part of their video (manifest status "
+              f"partial): {'; '.join(partial[:3])}{' ...' if len(partial) > 3 else ''}", file=sys.stderr)
     if not found:
         return None
     first_path, first_manifest, first = found[0]

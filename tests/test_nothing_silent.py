@@ -403,3 +403,16 @@ def test_review_page_keeps_long_names_and_the_last_time_label():
     assert "text-overflow: ellipsis" not in css and "overflow-wrap: anywhere" in css
     js = (assets / "common.js").read_text()
     assert 'x + half > right ? "right"' in js
+
+
+def test_evaluate_says_which_test_features_are_partial(tmp_path, capsys):
+    """A video that decoded only in part (extract: status partial, exit 1) is named when it is scored."""
+    ckpt = _random_checkpoint(tmp_path / "model.pt")
+    root = _sht_root(tmp_path, {"01_0014": _anomaly_at_end(64)})
+    (root / "features" / "manifest.jsonl").write_text(json.dumps(
+        {"video": "01_0015", "status": "partial", "frames": 64, "error": "cut.mp4: truncated file"}) + "\n")
+    out = tmp_path / "ev"
+    assert evaluate.main(["--dataset", "sht", "--data-root", str(root), "--checkpoint", str(ckpt),
+                          "--device", "cpu", "--out", str(out)]) == 0
+    assert "warning: 1 test video(s) have features of only part of their frames" in capsys.readouterr().err
+    assert json.loads((out / "report.json").read_text())["partial_features"] == ["01_0015"]
