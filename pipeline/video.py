@@ -75,6 +75,24 @@ def frame_images(folder: PathLike) -> List[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+def numbering_gaps(folder: PathLike, images: Sequence[Path]) -> Optional[str]:
+    """A message when the numbered images of a frame folder skip numbers (000.jpg, 001.jpg, 003.jpg:
+    an image is missing, so later frames are timed one frame early), else None. Names without a
+    number, or numbers that do not increase, are not judged."""
+    nums = []
+    for p in images:
+        m = re.search(r"(\d+)\D*$", p.stem)
+        if m is None:
+            return None
+        nums.append(int(m.group(1)))
+    gaps = [(a, b) for a, b in zip(nums, nums[1:]) if b - a > 1]
+    if not gaps or any(b <= a for a, b in zip(nums, nums[1:])):
+        return None
+    missing = sum(b - a - 1 for a, b in gaps)
+    return (f"{folder}: the image numbers skip {missing} frame(s) ({len(gaps)} gap(s), first from "
+            f"{gaps[0][0]} to {gaps[0][1]}): the images are taken as consecutive frames")
+
+
 def is_frame_folder(path: PathLike) -> bool:
     """A folder holding image files, no video file and no subfolder: one video, its frames in name
     order. (A folder with subfolders is searched instead: a stray image beside ``Test001/`` ...
@@ -254,6 +272,7 @@ class FrameStream:
         self.src_size: Optional[Tuple[int, int]] = None
         self.out_size: Optional[Tuple[int, int]] = None
         self.error: Optional[str] = None
+        self.warning: Optional[str] = None         # frame folders: missing image numbers
         self.frames_expected = 0  # from the container header; 0 when unknown
         self.header_frames = 0    # the stream's frame count in the header; 0 when not given
         self.header_seconds = 0.0  # the duration the header announces; 0 when unknown
@@ -384,6 +403,7 @@ class FrameStream:
         if not images:
             raise VideoError(f"{self.path}: a folder without images (looked for {' '.join(IMAGE_EXTENSIONS)})")
         self.frame_folder = True
+        self.warning = numbering_gaps(self.path, images)
         self.fps = self.image_fps
         self.header_frames = self.frames_expected = len(images)
         self.header_seconds = len(images) / self.fps

@@ -420,3 +420,16 @@ def test_evaluate_says_which_test_features_are_partial(tmp_path, capsys):
                           "--device", "cpu", "--out", str(out)]) == 0
     assert "warning: 1 test video(s) have features of only part of their frames" in capsys.readouterr().err
     assert json.loads((out / "report.json").read_text())["partial_features"] == ["01_0015"]
+
+
+def test_a_gap_in_the_frame_numbers_is_a_warning(tmp_path, capsys):
+    """Frame folder 000..017 without 005.jpg: the later frames would be timed one frame early without a word."""
+    from videogen import make_frame_folder
+
+    folder = make_frame_folder(tmp_path / "cam", 18, ext=".jpg")
+    (folder / "005.jpg").unlink()
+    ckpt = _random_checkpoint(tmp_path / "model.pt")
+    rc = detect.main([str(folder), "--checkpoint", str(ckpt), "--out", str(tmp_path / "det"), "--device", "cpu",
+                      "--no-plot", "--no-html", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"warning: {folder}: the image numbers skip 1 frame(s) (1 gap(s), first from 4 to 6)" in err
