@@ -352,7 +352,9 @@ def test_watch_duration_is_wall_clock_on_a_silent_udp_source(tmp_path):
                        capture_output=True, text=True, timeout=60)
     wall = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
-    assert wall < 10 + 3, (wall, r.stderr)        # start-up counts; 3 s: namespace, exit, a loaded machine
+    # the 6 s: namespace, Python start and exit (1.6 s at load 4.6 on 2 cores, 2.7 s at load 6.7);
+    # issue 23 saw 24.8 s for --duration 15 (the open and stall timeouts waited for)
+    assert wall < 10 + 6, (wall, r.stderr)
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("watch ended (--duration 10 s reached) after ")
     assert float(last.split(" after ")[1].split(" s:")[0]) <= 10 + 1.0     # what watch itself promises
