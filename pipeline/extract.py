@@ -41,8 +41,8 @@ from pipeline.extractor import FEATURE_DIM, FeatureExtractor  # noqa: F401
 from pipeline.featstore import (MANIFEST, SETTING_KEYS, NpyStreamWriter, SettingsMismatch,  # noqa: F401
                                 check_writable, compact_manifest, read_manifest)
 from pipeline.jobs import list_videos
-from pipeline.video import (COVERAGES, DEFAULT_COVERAGE, DEFAULT_GRID, DEFAULT_IMAGE_FPS, IMAGE_EXTENSIONS, NORMS,
-                            VIDEO_EXTENSIONS, coverage_text, parse_grid)
+from pipeline.video import (COVERAGES, DEFAULT_COVERAGE, DEFAULT_GRID, DEFAULT_IMAGE_FPS, EMPTY_FOLDER, IMAGE_EXTENSIONS,
+                            NORMS, VIDEO_EXTENSIONS, coverage_text, empty_folders, parse_grid)
 
 log = logging.getLogger("pipeline.extract")
 
@@ -219,6 +219,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
+    empty = empty_folders(args.inputs, exclude=[out_dir])   # reported as failed, never skipped silently
+    for folder in empty:
+        log.error("failed: %s: %s", folder, EMPTY_FOLDER)
     kwargs = dict(profile=args.profile, weights=args.weights, random_init=args.random_init,
                   coverage=coverage, grid=args.grid, short_side=args.short_side, crop_size=args.crop_size,
                   norm=args.norm, tail=tail, batch_size=args.batch_size, dtype=args.dtype,
@@ -226,23 +229,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.random_init:
         log.warning("--random-init: features come from an UNTRAINED network (tests/demos only)")
     if threading.current_thread() is not threading.main_thread():  # signals: main thread only
-        return _run(args, out_dir, kwargs, tail, rank, world, local_rank)
+        return _run(args, out_dir, kwargs, tail, rank, world, local_rank, empty)
     previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
     try:
-        return _run(args, out_dir, kwargs, tail, rank, world, local_rank)
+        return _run(args, out_dir, kwargs, tail, rank, world, local_rank, empty)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def resolve_coverage(coverage, crops) -> str:
-    """--coverage, or the older --crops (1: center, 10: ten); neither: the whole frame."""
+    """--coverage, or the older --crops (1: center, 10: ten); neither: DEFAULT_COVERAGE."""
     from_crops = {1: "center", 10: "ten"}.get(crops)
     if coverage and from_crops and coverage != from_crops:
         raise ValueError(f"--coverage {coverage} contradicts --crops {crops}")
     return coverage or from_crops or DEFAULT_COVERAGE
 
 
-def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_rank: int) -> int:
+def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_rank: int,
+         empty: Sequence[Path] = ()) -> int:
     """The extraction itself, after the cheap checks of ``main``."""
     t0 = time.time()
     from pipeline.i3d import WeightsError
@@ -281,9 +285,11 @@ def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_ra
         return 130
     wait_for_other_ranks(world)            # torchrun would cut the other ranks short on our exit code
     compact_manifest(out_dir)
-    log.info("done in %.1f s: %d ok, %d partial, %d failed, %d already finished (of %d%s)",
+    counts["failed"] += len(empty)
+    log.info("done in %.1f s: %d ok, %d partial, %d failed, %d already finished (of %d%s)%s",
              time.time() - t0, counts["ok"], counts["partial"], counts["failed"],
-             counts["skipped"], counts["total"], " in this shard" if world > 1 else "")
+             counts["skipped"], counts["total"], " in this shard" if world > 1 else "",
+             f"; {len(empty)} empty folder(s) among them, e.g. {empty[0]}" if empty else "")
     return 1 if counts["failed"] or counts["partial"] else 0
 
 

@@ -276,37 +276,49 @@ def load_training_set(videos: list, T: int, dim: int = D.FEATURE_DIM, quiet: boo
     return FeatureSet([v.name for v in videos], labels, feats)
 
 
-EXTRACTOR_KEYS = ("profile", "weights_sha256", "random_init", "seed", "coverage", "grid", "crops", "short_side", "crop_size", "norm",
-                  "tail", "clip_len", "precision")
+def extractor_meta(videos: list, top: Path | None = None) -> dict | None:
+    """The extraction settings of the training features, from the ``manifest.jsonl`` that
+    ``extract`` wrote for them: in the file's folder or a folder above it up to ``top`` (the
+    features root), its row keyed by the file's path below that folder (``Explosion/x``).
 
-
-def extractor_meta(videos: list) -> dict | None:
-    """The extraction settings of the training features, from ``manifest.jsonl`` beside them.
-
-    Written by ``pipeline.extract``; detect uses it to extract new videos the same way. Returns None
-    when no manifest describes the features (e.g. RTFM's public files). Features from different
-    extraction settings mixed in one training set are refused.
+    Written by ``pipeline.extract``; detect and watch use it to extract new videos the same way.
+    Every recorded key is carried (``featstore.extraction_record``), so a new extractor setting
+    needs no change here. Returns None when no manifest describes the features (e.g. RTFM's public
+    files). Two training files extracted differently are refused, naming both.
     """
-    rows, seen = {}, set()
-    # the file's own folder, and the folder of what a symlink points at (a data root of links)
-    for folder in {f for v in videos for f in (v.paths[0].parent, v.paths[0].resolve().parent)}:
-        manifest = folder / "manifest.jsonl"
-        if manifest.exists() and manifest not in seen:
-            seen.add(manifest)
-            for line in manifest.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    rows[row.get("video")] = row
-    found = [rows[v.name] for v in videos if v.name in rows]
+    from .featstore import extraction_record, find_record, record_diff
+
+    cache: dict = {}
+    found, unknown, partial = [], [], []
+    for v in videos:
+        hit = find_record(v.paths[0], top, cache, v.name)
+        if hit is None and v.paths[0].is_symlink():      # a data root of links: the linked file's manifest
+            hit = find_record(v.paths[0].resolve(), None, cache, v.name)
+        if hit is None:
+            unknown.append(v.paths[0])
+        else:
+            found.append((v.paths[0], hit[0], extraction_record(hit[1])))
+            if hit[1].get("status") == "partial":
+                partial.append(f"{v.paths[0]} ({hit[1].get('error') or 'decoded in part'})")
+    if partial:      # features of the frames that decoded: usable, but not the whole video
+        print(f"warning: {len(partial)} training feature file(s) cover only part of their video (manifest status "
+              f"partial): {'; '.join(partial[:3])}{' ...' if len(partial) > 3 else ''}", file=sys.stderr)
     if not found:
         return None
-    # the seed of the network only matters when its weights are random
-    settings = {json.dumps({k: (r.get(k) if k != "seed" or r.get("random_init") else None) for k in EXTRACTOR_KEYS},
-                           sort_keys=True) for r in found}
-    if len(settings) > 1:
-        raise D.DataError(f"{', '.join(str(m) for m in sorted(seen))}: the training features were extracted "
-                          f"with different settings: {sorted(settings)}")
-    meta = {k: found[0].get(k) for k in EXTRACTOR_KEYS + ("weights", "dtype", "decoder")}
+    first_path, first_manifest, first = found[0]
+    for path, manifest, rec in found[1:]:
+        diff = record_diff(first, rec)
+        if diff:
+            raise D.DataError(f"{first_path} (in {first_manifest}) and {path} (in {manifest}) were extracted "
+                              f"with different settings ("
+                              + "; ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
+                              + "): their features do not mean the same; extract them again with the "
+                                "same settings, or train on one kind")
+    if unknown:
+        print(f"warning: {len(unknown)} of {len(videos)} training feature files have no extraction record "
+              f"(no manifest.jsonl row for them at or above their folder, e.g. {unknown[0]}); the checkpoint "
+              f"records the settings of the other {len(found)}", file=sys.stderr)
+    meta = dict(first)
     meta["videos_described"] = len(found)
     return meta
 
@@ -621,7 +633,8 @@ def train(cfg: TrainConfig) -> Path:
     fs = load_training_set(videos, cfg.T, cfg.feature_dim, cfg.quiet,
                            cache_dir=Path(cfg.data_root) / CACHE_DIR if cfg.cache else None)
     in_dim = fs.feats.shape[-1]
-    extractor = extractor_meta(videos)
+    extractor = extractor_meta(videos, Path(cfg.features) if cfg.features else
+                               (root / "features" if (root / "features").is_dir() else root))
     cfg = replace(cfg, views=resolve_views(cfg.views, extractor))
     train_idx, val_idx = split_validation(fs.labels, cfg.val_fraction, gen)
     warn_small_validation(fs.labels, val_idx)
