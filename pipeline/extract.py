@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--coverage grid: ROWSxCOLS regions of the frame, pooled from the network's last "
                         "feature map (one forward of the whole frame)")
     p.add_argument("--crops", type=int, choices=[1, 10], default=None,
-                   help="the older spelling: 1 = --coverage center, 10 = --coverage ten")
+                   help="the older spelling: 1 = --coverage center, 10 = --coverage ten (default: none, "
+                        "--coverage decides)")
     p.add_argument("--short-side", type=int, default=256, help="resize the short side to this")
     p.add_argument("--crop-size", type=int, default=224, help="square crop size (--coverage center / ten)")
     p.add_argument("--tail", choices=["pad", "drop"], default=None,

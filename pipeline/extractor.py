@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from pipeline.decode import decode_messages
-from pipeline.video import (CLIP_LEN, COVERAGE_CROPS, COVERAGES, DEFAULT_GRID, NORMS, VideoError, clip_views,
+from pipeline.video import (CLIP_LEN, COVERAGE_CROPS, COVERAGES, DEFAULT_COVERAGE, DEFAULT_GRID, NORMS, VideoError, clip_views,
                             normalize, parse_grid, pool_regions)
 
 FEATURE_DIM = 2048  # the default profile's width; per profile: FeatureExtractor.feature_dim
@@ -43,9 +43,9 @@ class FeatureExtractor:
             last feature map averaged over each region of ``grid``: one feature per region), "full"
             (the whole resized frame, the map averaged over space and time), "center" (the centre
             crop_size square) or "ten" (ten crops, torchvision ten_crop order); None: from
-            ``crops`` (1: "center", 10: "ten"), as before coverage existed.
-        crops: 1 or 10, the older way to say "center" / "ten" (ignored when coverage is given,
-            except that it must agree).
+            ``crops`` (1: "center", 10: "ten"), else DEFAULT_COVERAGE ("grid"), as pipeline.extract.
+        crops: 1 or 10, the older way to say "center" / "ten"; with coverage given, 10 must agree
+            (the other values are the count of views a record stores and are not checked).
         short_side, crop_size: resize the short side, then crop (256 / 224; no crop for "full").
         norm: "kinetics" (RGB/255, mean 0.45, std 0.225) or "minus1to1"; None: the profile's own
             (kinetics for 32x2 / 8x8, minus1to1 for inception, which refuses any other).
@@ -59,7 +59,7 @@ class FeatureExtractor:
     """
 
     def __init__(self, profile: Optional[str] = None, weights: Optional[str] = None,
-                 random_init: bool = False, crops: int = 1, coverage: Optional[str] = None,
+                 random_init: bool = False, crops: Optional[int] = None, coverage: Optional[str] = None,
                  grid: Any = DEFAULT_GRID, short_side: int = 256,
                  crop_size: int = 224, norm: Optional[str] = None, tail: str = "pad",
                  device: Optional[str] = None, batch_size: int = 8, dtype: str = "float32",
@@ -68,10 +68,10 @@ class FeatureExtractor:
         import torch
         from pipeline.i3d import PROFILES, load_i3d, profile_norm
 
-        if crops not in (1, 10):
-            raise ValueError(f"crops must be 1 or 10, not {crops}")
-        if coverage is None:
-            coverage = "ten" if crops == 10 else "center"
+        if coverage is None:      # the older spelling: crops 1 = centre, 10 = ten crops; neither: the default
+            if crops not in (None, 1, 10):
+                raise ValueError(f"crops must be 1 or 10, not {crops}")
+            coverage = {None: DEFAULT_COVERAGE, 1: "center", 10: "ten"}[crops]
         if coverage not in COVERAGES:
             raise ValueError(f"coverage must be one of {', '.join(COVERAGES)}, not {coverage!r}")
         if crops == 10 and coverage != "ten":

@@ -38,7 +38,7 @@ SETTING_KEYS = ("profile", "weights_sha256", "random_init", "seed", "coverage", 
                 "crop_size", "norm", "tail", "dtype", "precision")
 #: Row fields copied from the extractor's meta by manifests older than ``meta_keys`` (today every
 #: key of the meta is copied, and the row lists them in ``meta_keys``).
-ROW_META_KEYS = ("profile", "weights", "weights_sha256", "random_init", "seed", "crops",
+ROW_META_KEYS = ("profile", "weights", "weights_sha256", "random_init", "seed", "coverage", "grid", "crops",
                  "short_side", "crop_size", "norm", "tail", "dtype", "precision", "decoder",
                  "clip_len", "feature_dim")
 #: Meta keys that describe the extraction but do not change the features' meaning: the weights'

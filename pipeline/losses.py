@@ -67,6 +67,13 @@ def batch_clustering_loss(centres: torch.Tensor, normal: bool, mu: float, eps: f
     return 1.0 / torch.clamp(d, min=eps)
 
 
+def sparsity_loss(scores: torch.Tensor) -> torch.Tensor:
+    """Sultani et al.'s sparsity term (CVPR 2018), as a mean: an anomaly fills little of a video, so
+    the abnormal videos' scores (b, T) are pushed down on average -> scalar ``mean(s)``. Ours, not
+    the paper's: the k-max loss alone never lowers the normal part of an abnormal video."""
+    return scores.mean()
+
+
 def total_loss(l_kmax: torch.Tensor, l_bc: torch.Tensor, lambda1: float) -> torch.Tensor:
     """Eq. 3: ``L = L_kmax + lambda1 * L_bc``."""
     return l_kmax + lambda1 * l_bc

@@ -268,7 +268,7 @@ def build_model(config: dict, in_dim: int) -> AnomalyGCN:
                       proximity=config.get("proximity", "plain"),
                       residual=config.get("residual", True),
                       video_centre=config.get("video_centre", False),
-                      views=config.get("views", "sample"))
+                      views={"auto": "sample"}.get(config.get("views"), config.get("views") or "sample"))
 
 
 class FCBaseline(nn.Module):

@@ -55,7 +55,8 @@ from . import diagnostics as DG
 from .clustering import (CROSS_BATCH_WAYS, PSEUDO_LABELS, PSEUDO_RULES, CrossBatchMemory, clustering_input,
                          far_pseudo_labels, kmeans2, novelty, pseudo_labels, random_pseudo_labels)
 from .io import atomic_torch_save, atomic_write, atomic_write_json, atomic_write_text
-from .losses import batch_clustering_loss, centre_distance, kmax_k, kmax_loss, kmax_loss_logits, total_loss
+from .losses import (batch_clustering_loss, centre_distance, kmax_k, kmax_loss, kmax_loss_logits, sparsity_loss,
+                     total_loss)
 from .metrics import video_level_auc
 from .model import ADJACENCIES, GRAPH_FEATURES, PROXIMITIES, SIMILARITIES, VIEWS, AnomalyGCN, build_model
 from .video import coverage_of
@@ -128,6 +129,7 @@ class TrainConfig:
     views: str = "auto"                # (ours) the crop axis: "max" = spatial MIL over the regions of
                                        # --coverage grid features, "sample" = RTFM's random crop; auto: by
                                        # the features' extractor record (README "Choices", issue 22)
+    sparsity: float = 0.0              # (ours) weight of the mean score of abnormal videos (Sultani's sparsity)
     video_centre: bool = True          # (ours, Ped2 TEVAD split) each segment beside its deviation from
                                        # its video's median, model.video_centred_input (issue 22)
     standardize: bool = True           # (ours) z-score inputs with training statistics (Ped2: +0.08 AUC, issue 15)
@@ -152,6 +154,7 @@ class TrainConfig:
                                ("weight_decay", 0 <= c.weight_decay < math.inf, ">= 0"),
                                ("dropout", 0 <= c.dropout < 1, "in [0, 1)"),
                                ("lambda1", 0 <= c.lambda1 < math.inf, ">= 0"),
+                               ("sparsity", 0 <= c.sparsity < math.inf, ">= 0"),
                                ("mu", 0 < c.mu < math.inf, "a positive number"),
                                ("bcg_gate", 0 <= c.bcg_gate < math.inf, ">= 0 (0: always boost)"),
                                ("alpha", 0 < c.alpha < math.inf, "a positive number (the paper uses 1.0-1.5)"),
@@ -502,6 +505,10 @@ def training_step(model, x, y, n_normal: int, memories: dict, cfg: TrainConfig,
                                               truth[n_normal:]))
     l_kmax = kmax_loss_logits(out["logits"], y, boost, cfg.alpha)         # eq. 2 on eq. 5's scores
     loss = total_loss(l_kmax, l_bc, cfg.lambda1)
+    if cfg.sparsity > 0:                                                    # (ours) Sultani's sparsity
+        l_sp = sparsity_loss(out["scores"][n_normal:])
+        loss = loss + cfg.sparsity * l_sp
+        parts.update(sparsity=l_sp.item())
     parts.update(loss=loss.item(), kmax=l_kmax.item(), bc=l_bc.item())
     return loss, parts
 
@@ -817,6 +824,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "every region of --coverage grid features and keeps the most anomalous (spatial MIL: an "
                         "anomaly is often small); 'sample' trains on one random crop per video and averages the "
                         "crops at test (RTFM's 10 crops); auto: max for grid features, else sample")
+    p.add_argument("--sparsity", type=float, default=d.sparsity, metavar="W",
+                   help="add W x the mean score of the batch's abnormal videos to the loss (Sultani et al.'s "
+                        "sparsity term; ours): the k-max loss alone never lowers the normal part of an abnormal "
+                        "video. 0 = off")
     p.add_argument("--video-centre", action=argparse.BooleanOptionalAction, default=d.video_centre,
                    help="give the network each segment beside its deviation from its own video's median "
                         "(ours; the deviation localises, the absolute part keeps wholly anomalous videos); "

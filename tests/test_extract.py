@@ -51,13 +51,14 @@ def test_pad_shapes_status_and_exit_code(pad_run):
     rows = read_manifest(out)
     for name, frames in GOOD.items():
         arr = np.load(out / f"{name}.npy")
-        assert arr.shape == (-(-frames // 16), 1, 2048) and arr.dtype == np.float32
+        assert arr.shape == (-(-frames // 16), 4, 2048) and arr.dtype == np.float32   # the default: 2x2 regions
         assert np.isfinite(arr).all()
         r = rows[name]
         # shorter than one clip: features, but 'partial' with the reason (exit code 1)
         status = "partial" if frames < 16 else "ok"
         assert (r["status"], r["frames"], r["clips"]) == (status, frames, arr.shape[0])
-        assert r["random_init"] is True and r["profile"] == "32x2" and r["crops"] == 1
+        assert r["random_init"] is True and r["profile"] == "32x2" and r["crops"] == 4
+        assert (r["coverage"], r["grid"]) == ("grid", "2x2")
         assert r["decoder"].startswith("pyav")
     for bad in ("empty", "text", "trunc"):
         assert rows[bad]["status"] == "failed" and f"{bad}.mp4" in rows[bad]["error"]
@@ -76,7 +77,7 @@ def test_drop_tail_and_float16(videos, tmp_path):
             assert rows[name]["status"] == "failed" and "fewer than 16" in rows[name]["error"]
             continue
         arr = np.load(tmp_path / f"{name}.npy")
-        assert arr.shape == (frames // 16, 1, 2048) and arr.dtype == np.float16
+        assert arr.shape == (frames // 16, 4, 2048) and arr.dtype == np.float16
 
 
 def test_features_equal_network_by_hand(videos, tmp_path):
@@ -113,11 +114,12 @@ def test_features_equal_network_by_hand(videos, tmp_path):
         ext.extract(videos / "empty.mp4")
 
 
-def test_whole_frame_is_the_default_and_equals_the_network_by_hand(videos, tmp_path):
-    """No coverage flag: the whole resized frame (43 x 32 for a 63 x 47 video) goes through the
-    network, recorded as coverage 'full'; --coverage center gives the old centre-crop features."""
+def test_whole_frame_equals_the_network_by_hand_and_grid_regions_average_to_it(videos, tmp_path):
+    """--coverage full: the whole resized frame (43 x 32 for a 63 x 47 video) goes through the
+    network, recorded as coverage 'full'; the default grid's 2x2 regions (one forward, the map pooled
+    per region) average to it; --coverage center gives the old centre-crop features."""
     video = videos / "sub" / "odd.AVI"
-    assert main([str(video), "--out", str(tmp_path / "full"), "--workers", "1", *TINY]) == 0
+    assert main([str(video), "--out", str(tmp_path / "full"), "--coverage", "full", "--workers", "1", *TINY]) == 0
     got = np.load(tmp_path / "full" / "odd.npy")                        # (2, 1, 2048)
     row = read_manifest(tmp_path / "full")["odd"]
     assert (row["coverage"], row["crops"], row["crop_size"]) == ("full", 1, None)
@@ -130,6 +132,10 @@ def test_whole_frame_is_the_default_and_equals_the_network_by_hand(videos, tmp_p
     with torch.no_grad():
         want = ext.model(x).numpy()[:, None]                           # (N, 1, 2048)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert main([str(video), "--out", str(tmp_path / "grid"), "--workers", "1", *TINY]) == 0
+    regions = np.load(tmp_path / "grid" / "odd.npy")                   # (2, 4, 2048)
+    assert regions.shape == (2, 4, 2048)
+    np.testing.assert_allclose(regions.mean(1, keepdims=True), want, rtol=1e-4, atol=1e-4)   # res5 map 1 x 2
     assert main([str(video), "--out", str(tmp_path / "center"), "--coverage", "center", "--workers", "1",
                  *TINY]) == 0
     centre = np.load(tmp_path / "center" / "odd.npy")
@@ -197,7 +203,7 @@ def test_kill_mid_run_leaves_no_partial_file(videos, tmp_path):
     finished = list(out.glob("*.npy"))
     assert 1 <= len(finished) < 4
     for p in finished:  # every visible file is complete
-        assert np.load(p).shape == (5, 1, 2048)
+        assert np.load(p).shape == (5, 4, 2048)
     assert main([str(src), "--out", str(out), "--workers", "0", *TINY]) == 0
     assert sorted(p.name for p in out.glob("*.npy")) == [f"v{i}.npy" for i in range(4)]
     assert not list(out.glob(".*.tmp"))

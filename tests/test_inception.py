@@ -212,7 +212,7 @@ def test_extract_cli_writes_1024_d_features(video, tmp_path):
     out = tmp_path / "features"
     assert extract_main([str(video), "--out", str(out), *TINY]) == 0
     feats = np.load(out / "clip.npy")
-    assert feats.shape == (3, 1, 1024) and feats.dtype == np.float32 and np.isfinite(feats).all()
+    assert feats.shape == (3, 4, 1024) and feats.dtype == np.float32 and np.isfinite(feats).all()
     row = read_manifest(out)["clip"]
     assert (row["status"], row["profile"], row["feature_dim"], row["norm"]) == ("ok", "inception", 1024, "minus1to1")
     assert row["random_init"] is True and row["clips"] == 3

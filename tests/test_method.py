@@ -317,3 +317,17 @@ def test_views_max_is_the_most_anomalous_view_and_sample_averages_probabilities(
     s = _views_model("sample")
     assert torch.allclose(s.forward_views(x)["scores"], torch.sigmoid(per_view).mean(1), atol=1e-6)
     assert torch.allclose(s.clip_scores(x[0]), torch.sigmoid(per_view[0]).mean(0))
+
+
+def test_sparsity_loss_is_the_mean_score():
+    from pipeline.losses import sparsity_loss
+    assert sparsity_loss(torch.tensor([[0.2, 0.4], [0.0, 1.0]])).item() == pytest.approx(0.4)
+
+
+def test_views_auto_follows_the_features_record():
+    from pipeline.train import resolve_views
+    assert resolve_views("auto", {"coverage": "grid", "grid": "2x2", "crops": 4}) == "max"
+    assert resolve_views("auto", {"coverage": "full", "crops": 1}) == "sample"
+    assert resolve_views("auto", {"crops": 10}) == "sample"          # a record from before coverage existed
+    assert resolve_views("auto", None) == "sample"                    # RTFM's files: no record
+    assert resolve_views("sample", {"coverage": "grid"}) == "sample"
