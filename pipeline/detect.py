@@ -75,7 +75,11 @@ DEFAULT_OVERLAP = 0.5
 #: Extractor settings that must agree between training features and detection (the weights file's
 #: path may differ between machines; its sha256 may not). 'seed' only matters for random weights.
 COMPARED_KEYS = ("profile", "random_init", "weights_sha256", "crops", "short_side", "crop_size",
-                 "norm", "tail", "clip_len", "feature_dim", "seed", "precision")
+                 "norm", "tail", "clip_len", "feature_dim", "seed")
+#: How the network is computed, not what it computes: chosen here, never a reason to refuse a checkpoint
+#: (torch / onnxruntime / OpenVINO, fp32 / bf16: features within the accuracy guard of issue 24,
+#: cosine >= 0.999 to fp32 and Ped2 AUC within 0.005; bench/RESULTS.md "Stage 1 on CPU").
+RUNTIME_FLAGS = ("runtime", "precision")
 #: detect flag -> FeatureExtractor argument / meta key
 EXTRACTOR_FLAGS = {"profile": "profile", "weights": "weights", "random_init": "random_init",
                    "seed": "seed", "crops": "crops", "short_side": "short_side",
@@ -138,13 +142,14 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
     CheckpointError. Returns (kwargs, notes for the user).
     """
     given = {k: v for k, v in flags.items() if v is not None and v is not False}
+    runtime = {k: given.pop(k) for k in RUNTIME_FLAGS if k in given}
     notes: list[str] = []
     if trained is None:
         notes.append("the checkpoint does not record how its training features were extracted; "
                      "extracting with " + (", ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items())
                                            or "the extractor's defaults")
                      + " -- make sure this matches its training features")
-        return given, notes
+        return dict(given, **runtime), notes
     bad = []
     for flag, value in given.items():
         if flag == "weights":
@@ -160,9 +165,10 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
                               "extractor are meaningless; drop these flags (detect reads the settings "
                               "from the checkpoint) or use a checkpoint trained on such features.")
     kw: dict[str, Any] = {}
-    for key in ("profile", "crops", "short_side", "crop_size", "norm", "tail", "precision"):
+    for key in ("profile", "crops", "short_side", "crop_size", "norm", "tail"):
         if trained.get(key) is not None:
             kw[key] = trained[key]
+    kw.update(runtime)
     if trained.get("random_init"):
         if given.get("weights"):
             raise CheckpointError(f"--weights {given['weights']}: the checkpoint was trained on features of an "
@@ -600,8 +606,11 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
 
 # ----------------------------------------------------------------------------- CLI
 
-def add_extractor_flags(p: argparse.ArgumentParser) -> None:
-    """The extractor flags of detect and watch (EXTRACTOR_FLAGS): default None = as the checkpoint records."""
+def add_extractor_flags(p: argparse.ArgumentParser, precision_default: str = "fp32") -> None:
+    """The extractor flags of detect and watch (EXTRACTOR_FLAGS: default None = as the checkpoint records)
+    and the runtime flags (RUNTIME_FLAGS: this machine's choice)."""
+    from .runtimes import RUNTIMES
+
     g = p.add_argument_group("extractor (default: as recorded in the checkpoint; a contradicting value is refused)")
     g.add_argument("--weights", default=None, help="I3D weights file (needed when the recorded path is not on this machine "
                                                    "and the file is not in the torch hub cache; checked by sha256)")
@@ -615,6 +624,12 @@ def add_extractor_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--norm", default=None, choices=["kinetics", "minus1to1"], help="pixel normalisation")
     g.add_argument("--tail", default=None, choices=["pad", "drop"],
                    help="last partial clip: pad (repeat the last frame) or drop")
+    r = p.add_argument_group("how the network runs (free to choose: not compared with the checkpoint)")
+    r.add_argument("--runtime", default="auto", choices=list(RUNTIMES),
+                   help="auto = the fastest installed for the precision (CPU: openvino, then onnxruntime for fp32, then torch; GPU: torch); "
+                        "onnxruntime / openvino are optional (pip install onnxruntime openvino)")
+    r.add_argument("--precision", default=precision_default, choices=["fp32", "bf16", "auto"],
+                   help="network precision; auto = bf16 on a GPU or a CPU with native bf16 (avx512_bf16 / AMX)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -662,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    flags = {k: getattr(a, k) for k in EXTRACTOR_FLAGS}
+    flags = {k: getattr(a, k) for k in (*EXTRACTOR_FLAGS, *RUNTIME_FLAGS)}
     try:
         summary = detect(a.videos, a.checkpoint, a.out, a.threshold, a.min_duration, a.merge_gap, a.window,
                          a.overlap, a.device, a.overwrite, flags, a.batch_size, a.plot, a.quiet, a.html,

@@ -5,8 +5,11 @@ Inception-I3D (inception).
 
 Used the same way by every backend (local decode workers, torchrun/SLURM ranks, Ray actors):
 uint8 clip batches go to the device, are cropped and normalised there and go through one forward
-for all crops. Precision is fp32 unless bf16 is asked for: bf16 autocast moves features by about
-0.3% (relative L2), so features meant to compare with public fp32 files stay fp32 by default.
+for all crops (:meth:`FeatureExtractor.forward`, on the runtime of ``pipeline.runtimes``: torch,
+onnxruntime or OpenVINO). Precision is fp32 unless bf16 is asked for: bf16 autocast moves features by
+about 0.3% (relative L2), so features meant to compare with public fp32 files stay fp32 by default.
+The runtime and precision are recorded in ``meta`` but are not extraction settings: they compute the
+same network on the same pixels (within the accuracy guard of bench/bench_runtimes.py).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from pipeline.decode import decode_messages
+from pipeline.runtimes import make_runner, resolve_runtime
 from pipeline.video import CLIP_LEN, NORMS, VideoError, crop_clips, normalize
 
 FEATURE_DIM = 2048  # the default profile's width; per profile: FeatureExtractor.feature_dim
@@ -22,10 +26,14 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_precision(precision: Optional[str], device_type: str) -> str:
-    """The autocast precision: as given, else fp32 on every device (bf16 is an opt-in)."""
+    """The precision: as given, else fp32 on every device (bf16 is an opt-in). "auto": bf16 on a GPU
+    and on a CPU with native bf16 (avx512_bf16 / AMX), else fp32 (what ``pipeline.watch`` uses)."""
     precision = precision or "fp32"
+    if precision == "auto":
+        from pipeline.runtimes import cpu_has_bf16
+        return "bf16" if device_type != "cpu" or cpu_has_bf16() else "fp32"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be fp32 or bf16, not {precision!r}")
+        raise ValueError(f"precision must be fp32, bf16 or auto, not {precision!r}")
     return precision
 
 
@@ -46,9 +54,10 @@ class FeatureExtractor:
         device: "cpu", "cuda", "cuda:1", ...; None: the GPU when there is one.
         batch_size: clips per forward (each with all its crops).
         dtype: output dtype, "float32" or "float16".
-        precision: "fp32" or "bf16" (autocast); None: fp32 (bf16 is opt-in).
+        precision: "fp32", "bf16" or "auto" (bf16 where the device has it natively); None: fp32.
         channels_last: use torch.channels_last_3d (None: yes; also faster on CPU here).
         threads: decoder threads for ``extract`` (0: FFmpeg's choice).
+        runtime: "auto", "torch", "onnxruntime" or "openvino" (pipeline.runtimes); None: auto.
     """
 
     def __init__(self, profile: Optional[str] = None, weights: Optional[str] = None,
@@ -56,7 +65,7 @@ class FeatureExtractor:
                  crop_size: int = 224, norm: Optional[str] = None, tail: str = "pad",
                  device: Optional[str] = None, batch_size: int = 8, dtype: str = "float32",
                  precision: Optional[str] = None, channels_last: Optional[bool] = None,
-                 seed: int = 0, threads: int = 0):
+                 seed: int = 0, threads: int = 0, runtime: Optional[str] = None):
         import torch
         from pipeline.i3d import PROFILES, load_i3d, profile_norm
 
@@ -74,6 +83,7 @@ class FeatureExtractor:
             raise ValueError("batch_size must be >= 1")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.precision = resolve_precision(precision, self.device.type)
+        self.runtime = resolve_runtime(runtime, self.precision, self.device.type)
         self.channels_last = True if channels_last is None else channels_last
         self.crops, self.short_side, self.crop_size = crops, short_side, crop_size
         self.tail, self.batch_size, self.dtype = tail, batch_size, dtype
@@ -88,6 +98,7 @@ class FeatureExtractor:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
         self.model = model.eval()
+        self.runner = make_runner(self.runtime, self.model, self.device, self.precision, self.channels_last)
         self._wmeta = wmeta
         self.profile = wmeta["profile"]
 
@@ -99,7 +110,7 @@ class FeatureExtractor:
         m = dict(self._wmeta)
         m.update(crops=self.crops, short_side=self.short_side, crop_size=self.crop_size,
                  norm=self.norm, tail=self.tail, clip_len=CLIP_LEN, feature_dim=self.feature_dim,
-                 dtype=self.dtype, precision=self.precision, decoder=f"pyav-{av.__version__}",
+                 dtype=self.dtype, precision=self.precision, runtime=self.runtime, decoder=f"pyav-{av.__version__}",
                  resize="libswscale bilinear, short side", pool="global average")
         return m
 
@@ -119,12 +130,16 @@ class FeatureExtractor:
         c = crop_clips(x, self.crop_size, self.crops)        # (B, crops, 3, T, s, s) uint8
         B, K, C, T, S, _ = c.shape
         c = normalize(c.reshape(B * K, C, T, S, S), self.norm)  # (B*crops, 3, T, s, s) float
-        if self.channels_last:
-            c = c.contiguous(memory_format=torch.channels_last_3d)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                                    enabled=self.precision == "bf16"):
-            f = self.model(c)                                 # (B*crops, D)
-        return f.float().reshape(B, K, self.feature_dim).cpu().numpy()
+        f = self.forward(c)                                   # (B*crops, D)
+        return f.reshape(B, K, self.feature_dim).cpu().numpy()
+
+    def forward(self, x):
+        """The network on normalised clips: (N, 3, T, H, W) float32 tensor -> (N, D) float32 tensor,
+        on this extractor's runtime and precision."""
+        import torch
+
+        with torch.inference_mode():
+            return self.runner(x).float()
 
     def extract(self, video_path) -> Tuple[np.ndarray, Dict[str, Any]]:
         """All clips of one video, decoded as a stream.

@@ -33,12 +33,14 @@ log = logging.getLogger("pipeline.extract")
 
 MANIFEST = "manifest.jsonl"
 #: Settings that must agree between a finished feature file and the current run. ``seed`` is
-#: None for real weights (only random weights depend on it); ``precision`` changes the numbers.
+#: None for real weights (only random weights depend on it); ``precision`` changes the numbers (one
+#: folder's features keep one precision). ``runtime`` is not a setting: torch, onnxruntime and OpenVINO
+#: compute the same network (fp32: to ~1e-6; bench/bench_runtimes.py accuracy).
 SETTING_KEYS = ("profile", "weights_sha256", "random_init", "seed", "crops", "short_side",
                 "crop_size", "norm", "tail", "dtype", "precision")
 #: Row fields copied from the extractor's meta.
 ROW_META_KEYS = ("profile", "weights", "weights_sha256", "random_init", "seed", "crops",
-                 "short_side", "crop_size", "norm", "tail", "dtype", "precision", "decoder",
+                 "short_side", "crop_size", "norm", "tail", "dtype", "precision", "runtime", "decoder",
                  "clip_len", "feature_dim")
 FINISHED = ("ok", "partial")
 
