@@ -172,7 +172,7 @@ def bench_accuracy(frames: Path, videos: int, per_video: int, shape, paths, batc
                guard_cosine_0999=bool(cos.min() >= 0.999), seconds_incl_compile=round(dt, 1))
 
 
-def bench_features(frames: Path, shape, path, batch: int, out: Path):
+def bench_features(frames: Path, shape, path, batch: int, out: Path, short_side: int = 256):
     import torch
     from pipeline.video import FrameStream, iter_clips, normalize
 
@@ -182,9 +182,9 @@ def bench_features(frames: Path, shape, path, batch: int, out: Path):
     for f in sorted(p for p in frames.iterdir() if p.is_dir()):
         if (out / f"{f.name}.npy").exists():
             continue
-        clips = np.stack(list(iter_clips(iter(FrameStream(f, short_side=256)), "pad")))  # (n, 16, H, W, 3)
+        clips = np.stack(list(iter_clips(iter(FrameStream(f, short_side=short_side)), "pad")))  # (n, 16, H, W, 3)
         H, W = clips.shape[2:4]
-        h, w = shape
+        h, w = shape or (H, W)                                                       # None: the whole frame
         top, left = (H - h) // 2, (W - w) // 2
         x = torch.from_numpy(clips[:, :, top:top + h, left:left + w]).permute(0, 4, 1, 2, 3)  # (n, 3, 16, h, w)
         feats = torch.cat([run_forward(fx, normalize(x[i:i + batch], "minus1to1"))
@@ -192,7 +192,8 @@ def bench_features(frames: Path, shape, path, batch: int, out: Path):
         np.save(out / f"{f.name}.npy", feats[:, None].astype(np.float32))             # (n, 1, 1024)
         total += len(x)
     dt = time.perf_counter() - t0
-    report(bench="features", runtime=path[0], precision=path[1], shape=f"{shape[0]}x{shape[1]}", clips=total,
+    report(bench="features", runtime=path[0], precision=path[1], short_side=short_side,
+           shape=f"{shape[0]}x{shape[1]}" if shape else "whole frame", clips=total,
            seconds=round(dt, 1), clips_per_s=round(total / dt, 3) if dt else None, out=str(out),
            load_avg=[round(v, 2) for v in os.getloadavg()])
 
@@ -201,8 +202,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["speed", "accuracy", "features"])
     ap.add_argument("--out", type=Path, default=None, help="features: output folder")
+    ap.add_argument("--short-side", type=int, default=256, help="features: resize the short side to this")
     ap.add_argument("--shapes", nargs="+", default=["224x224", "256x384"], help="speed: H x W of the clips")
-    ap.add_argument("--shape", default="256x384", help="accuracy: H x W (256x384 = Ped2's whole frame)")
+    ap.add_argument("--shape", default="256x384", help="accuracy / features: H x W centred (256x384 = Ped2's "
+                                                      "whole frame at short side 256); features: full = the whole frame")
     ap.add_argument("--batch", type=int, default=4, help="clips per forward")
     ap.add_argument("--rounds", type=int, default=3, help="speed: interleaved rounds per path")
     ap.add_argument("--paths", nargs="+", default=None, help="runtime:precision, e.g. torch:fp32 openvino:bf16")
@@ -221,7 +224,8 @@ def main(argv=None):
     if a.what == "speed":
         bench_speed([parse_shape(s) for s in a.shapes], a.batch, a.rounds, paths)
     elif a.what == "features":
-        bench_features(a.frames, parse_shape(a.shape), paths[-1], a.batch, a.out)
+        bench_features(a.frames, None if a.shape == "full" else parse_shape(a.shape), paths[-1], a.batch,
+                       a.out, a.short_side)
     else:
         bench_accuracy(a.frames, a.videos, a.per_video, parse_shape(a.shape), paths, a.batch)
     if a.json:

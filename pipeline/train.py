@@ -296,7 +296,7 @@ def extractor_meta(videos: list) -> dict | None:
     if len(settings) > 1:
         raise D.DataError(f"{', '.join(str(m) for m in sorted(seen))}: the training features were extracted "
                           f"with different settings: {sorted(settings)}")
-    meta = {k: found[0].get(k) for k in EXTRACTOR_KEYS + ("weights", "dtype", "decoder")}
+    meta = {k: found[0].get(k) for k in EXTRACTOR_KEYS + ("weights", "dtype", "decoder", "runtime")}   # runtime: a record only
     meta["videos_described"] = len(found)
     return meta
 
