@@ -17,7 +17,8 @@ camera or dataset have one size, so a cache of one entry per shape is small.
 
 ``auto`` takes the first installed runtime of :data:`AUTO_ORDER` that runs the asked precision on
 this device: the order is the measured one (bench/bench_runtimes.py, bench/RESULTS.md "Stage 1 on
-CPU"). On a GPU ``auto`` is torch.
+CPU"). On a GPU ``auto`` is torch. The environment variable ``PIPELINE_RUNTIME`` (torch, onnxruntime,
+openvino) replaces that choice for ``auto`` (the test suite sets it to torch: tiny inputs, no tracing).
 """
 from __future__ import annotations
 
@@ -71,6 +72,9 @@ def resolve_runtime(runtime: Optional[str], precision: str, device_type: str) ->
     if runtime == "auto":
         if device_type != "cpu":
             return "torch"
+        forced = os.environ.get("PIPELINE_RUNTIME")
+        if forced:
+            return resolve_runtime(forced, precision, device_type)
         return next(r for r in AUTO_ORDER[precision] if installed(r))
     if runtime != "torch" and device_type != "cpu":
         raise RuntimeUnavailable(f"--runtime {runtime} runs on the CPU only (device {device_type}); "

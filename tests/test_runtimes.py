@@ -16,6 +16,11 @@ from pipeline.detect import check_extractor, resolve_extractor
 from pipeline.extractor import FeatureExtractor, resolve_precision
 
 
+@pytest.fixture(autouse=True)
+def auto_is_measured(monkeypatch):
+    monkeypatch.delenv("PIPELINE_RUNTIME", raising=False)   # conftest pins the rest of the suite to torch
+
+
 def hide_optional(monkeypatch):
     monkeypatch.setattr(R, "installed", lambda r: r == "torch")
 
@@ -40,6 +45,8 @@ def test_runtime_choice_errors(monkeypatch):
         R.resolve_runtime("openvino", "fp32", "cuda")
     with pytest.raises(R.RuntimeUnavailable, match="must be one of"):
         R.resolve_runtime("tensorrt", "fp32", "cpu")
+    monkeypatch.setenv("PIPELINE_RUNTIME", "torch")
+    assert R.resolve_runtime("auto", "bf16", "cpu") == "torch"
 
 
 def test_precision_auto_follows_native_bf16(monkeypatch):
