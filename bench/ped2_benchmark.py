@@ -157,15 +157,21 @@ def random_split(k: int, truth: dict, n_anomalous: int, n_normal: int) -> tuple[
 
 # ----------------------------------------------------------------------------- step 1: features
 
-def ensure_features(args, names: list[str]) -> Path:
+def features_folder(work: Path, coverage: str) -> Path:
+    """WORK/features for the default coverage (pipeline.extract's), WORK/features-<coverage> otherwise."""
+    from pipeline.video import DEFAULT_COVERAGE
+    return work / ("features" if coverage == DEFAULT_COVERAGE else f"features-{coverage}")
+
+
+def ensure_features(args, names: list[str], coverage: str) -> Path:
     """The feature folder holding a file for every video in ``names``: --features, or extracted into
-    WORK/features from --frames (once)."""
+    WORK/features[-<coverage>] from --frames (once) with ``pipeline.extract --coverage``."""
     if args.features:
         folder = Path(args.features)
         if not folder.is_dir():
             raise D.DataError(f"{folder}: --features folder not found")
     else:
-        folder = args.work / "features"
+        folder = features_folder(args.work, coverage)
         have = D.index_features(folder) if folder.is_dir() else {}
         if all(n in have for n in names):
             print(f"features: {len(names)} videos in {folder} (cached)")
@@ -173,7 +179,7 @@ def ensure_features(args, names: list[str]) -> Path:
         if not args.frames.is_dir():
             raise Skip(f"{args.frames} not found (the Ped2 frame folders; or pass --features DIR)")
         cmd = [sys.executable, "-m", "pipeline.extract", str(args.frames), "--profile", "inception",
-               "--dataset", "sht", "--out", str(folder)]
+               "--dataset", "sht", "--coverage", coverage, "--out", str(folder)]
         print("features: " + " ".join(shlex.quote(c) for c in cmd), flush=True)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         rc = subprocess.call(cmd, cwd=REPO, env=env)
@@ -263,7 +269,7 @@ def train_and_evaluate(config: str, root: Path, run_dir: Path, seed: int, epochs
     TR.train(cfg)                                  # an unfinished run dir (Ctrl-C) is started afresh
     rep = E.evaluate("sht", str(root), str(run_dir / "model.pt"), device=device, quiet=True)
     (run_dir / "last.pt").unlink(missing_ok=True)  # the resume state; model.pt and log.jsonl stay
-    return {"auc": rep["auc"], "ap": rep["ap"], **mechanism(run_dir / "log.jsonl")}
+    return {"auc": rep["auc"], "ap": rep["ap"], "auc_abn": rep.get("auc_abnormal"), **mechanism(run_dir / "log.jsonl")}
 
 
 def distance_score(root: Path) -> dict:
@@ -284,7 +290,7 @@ def distance_score(root: Path) -> dict:
         scored.append(ScoredVideo(v.name, v.label, "Normal" if v.label == 0 else "", clip_to_frame_scores(s),
                                   ann.frame_labels(v.name, CLIP_LEN * len(s))))
     rep = frame_report(scored)
-    return {"auc": rep["auc"], "ap": rep["ap"], **{k: None for k in MECHANISM}}
+    return {"auc": rep["auc"], "ap": rep["ap"], "auc_abn": rep.get("auc_abnormal"), **{k: None for k in MECHANISM}}
 
 
 class Results:
@@ -340,11 +346,14 @@ def _mean(values: list) -> str:
     return "-" if m is None else f"{m:.3f}"
 
 
-def render(rows: list[dict], configs: list[str], splits: list[str], seeds: list[int], header: str) -> str:
-    """The markdown tables (module docstring, step 4) from the current plan's result rows."""
+def render(rows: list[dict], configs: list[str], splits: list[str], seeds: list[int], header: str,
+           coverages: list[str] | None = None) -> str:
+    """The markdown tables (module docstring, step 4) from the current plan's result rows: one row per
+    (configuration, coverage), with the frame AUC, AP and the AUC within the anomalous test videos."""
+    coverages = coverages or sorted({r.get("coverage", "-") for r in rows})
     by = {}
     for r in rows:
-        by.setdefault((r["split"], r["config"]), []).append(r)
+        by.setdefault((r["split"], r["config"], r.get("coverage", coverages[0])), []).append(r)
     random_splits = [s for s in splits if s != "tevad"]
     out = [header, ""]
     for title, group in ((f"TEVAD split, {len(seeds)} seed(s): mean ± std over seeds", ["tevad"]),
@@ -353,34 +362,39 @@ def render(rows: list[dict], configs: list[str], splits: list[str], seeds: list[
         if not [s for s in group if s in splits]:
             continue
         out += [f"**{title}**", "",
-                "| configuration | flags | AUC (%) | AP (%) | " + " | ".join(MECHANISM) + " | runs |",
-                "|---|---|---|---|" + "---|" * len(MECHANISM) + "---|"]
-        for c in configs:
-            rs = [r for s in group for r in by.get((s, c), [])]
-            flags = CONFIGS[c][1]
-            flags = "(untrained)" if flags is None else (f"`{flags}`" if flags else "(none)")
-            out.append(f"| {CONFIGS[c][0]} | {flags} | {_pm([r['auc'] for r in rs])} | {_pm([r['ap'] for r in rs])} | "
-                       + " | ".join(_mean([r.get(k) for r in rs]) for k in MECHANISM) + f" | {len(rs)} |")
-        if all(p in configs for p in PAIR):
-            a = {(r["split"], r["seed"]): r for s in group for r in by.get((s, PAIR[0]), [])}
-            b = {(r["split"], r["seed"]): r for s in group for r in by.get((s, PAIR[1]), [])}
-            both = sorted(set(a) & set(b))
-            diff = {k: [a[p][k] - b[p][k] for p in both if a[p][k] is not None and b[p][k] is not None]
-                    for k in ("auc", "ap")}
-            out.append(f"| {CONFIGS[PAIR[0]][0]} - {CONFIGS[PAIR[1]][0]} (paired) | same split and seed | "
-                       f"{_pm(diff['auc'], signed=True)} | {_pm(diff['ap'], signed=True)} | "
-                       + " | ".join("" for _ in MECHANISM) + f" | {len(both)} pairs |")
+                "| configuration | coverage | flags | AUC (%) | AP (%) | AUC in anomalous videos (%) | "
+                + " | ".join(MECHANISM) + " | runs |",
+                "|---|---|---|---|---|---|" + "---|" * len(MECHANISM) + "---|"]
+        for cov in coverages:
+            for c in configs:
+                rs = [r for s in group for r in by.get((s, c, cov), [])]
+                flags = CONFIGS[c][1]
+                flags = "(untrained)" if flags is None else (f"`{flags}`" if flags else "(none)")
+                out.append(f"| {CONFIGS[c][0]} | {cov} | {flags} | {_pm([r['auc'] for r in rs])} | "
+                           f"{_pm([r['ap'] for r in rs])} | {_pm([r.get('auc_abn') for r in rs])} | "
+                           + " | ".join(_mean([r.get(k) for r in rs]) for k in MECHANISM) + f" | {len(rs)} |")
+            if all(p in configs for p in PAIR):
+                a = {(r["split"], r["seed"]): r for s in group for r in by.get((s, PAIR[0], cov), [])}
+                b = {(r["split"], r["seed"]): r for s in group for r in by.get((s, PAIR[1], cov), [])}
+                both = sorted(set(a) & set(b))
+                diff = {k: [a[p][k] - b[p][k] for p in both if a[p].get(k) is not None and b[p].get(k) is not None]
+                        for k in ("auc", "ap", "auc_abn")}
+                out.append(f"| {CONFIGS[PAIR[0]][0]} - {CONFIGS[PAIR[1]][0]} (paired) | {cov} | same split and seed | "
+                           f"{_pm(diff['auc'], signed=True)} | {_pm(diff['ap'], signed=True)} | "
+                           f"{_pm(diff['auc_abn'], signed=True)} | "
+                           + " | ".join("" for _ in MECHANISM) + f" | {len(both)} pairs |")
         out.append("")
     shown = [c for c in PAIR if c in configs]
     if shown:
         out += ["**Frame AUC (%) per split, mean over seeds**", "",
                 "| configuration | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
-        for c in shown:
-            cells = []
-            for s in splits:
-                m, _, _ = _stats([r["auc"] for r in by.get((s, c), [])])
-                cells.append("-" if m is None else f"{100 * m:.1f}")
-            out.append(f"| {CONFIGS[c][0]} | " + " | ".join(cells) + " |")
+        for cov in coverages:
+            for c in shown:
+                cells = []
+                for s in splits:
+                    m, _, _ = _stats([r["auc"] for r in by.get((s, c, cov), [])])
+                    cells.append("-" if m is None else f"{100 * m:.1f}")
+                out.append(f"| {CONFIGS[c][0]} ({cov}) | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -430,6 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use these existing <video>.npy features instead of extracting from --frames")
     p.add_argument("--work", type=Path, default=REPO / "bench" / "out" / "ped2",
                    help="cache folder: features/, roots/, runs/, results.jsonl")
+    p.add_argument("--coverage", type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
+                   default=["grid"], metavar="LIST",
+                   help="pipeline.extract --coverage of the features, comma-separated for a column of each: "
+                        "grid (the default extraction), full, center, ten; each extracted once into WORK/features[-<coverage>]")
     p.add_argument("--splits", type=int, default=10, help="random splits r0..r{N-1} besides TEVAD's")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of each trained configuration")
     p.add_argument("--configs", type=parse_configs, default=list(CONFIGS),
@@ -477,24 +495,29 @@ def run_benchmark(args) -> str | None:
     splits = {"tevad": tevad, **{f"r{k}": random_split(k, truth, n_abn, len(tevad[0]) - n_abn)
                                  for k in range(args.splits)}}
     args.work = args.work.resolve()
-    features = ensure_features(args, sorted(truth))
+    if args.features and len(args.coverage) > 1:
+        raise ValueError("--features gives one feature folder: pass one --coverage (what it holds)")
     seeds = list(range(args.seeds))
 
     from pipeline import study as S
+    from pipeline.video import DEFAULT_COVERAGE
     results = Results(args.work / "results.jsonl")
-    plan = []                                      # (split, root, config, seed, key, hash)
-    for name, (train, test) in splits.items():
-        root = build_root(args.work / "roots" / name, features, train, test, truth, truth_digest)
-        fp = {**S.data_fingerprint(root, "sht"), "features": str(features.resolve())}
-        for seed in seeds:
-            for c in args.configs:
-                if CONFIGS[c][1] is None and seed != seeds[0]:
-                    continue                       # untrained: one score per split
-                if c in CONTROLS and seed >= args.control_seeds:
-                    continue                       # the controls: fewer seeds (--control-seeds)
-                h = run_key(c, root, seed, args.epochs, args.device, fp)
-                s = "-" if CONFIGS[c][1] is None else seed
-                plan.append((name, root, c, s, result_key(name, c, s, h), h))
+    plan = []                                      # (split, root, config, seed, key, hash, coverage, features)
+    for cov in args.coverage:
+        features = ensure_features(args, sorted(truth), cov)
+        roots = args.work / ("roots" if cov == DEFAULT_COVERAGE else f"roots-{cov}")
+        for name, (train, test) in splits.items():
+            root = build_root(roots / name, features, train, test, truth, truth_digest)
+            fp = {**S.data_fingerprint(root, "sht"), "features": str(features.resolve())}
+            for seed in seeds:
+                for c in args.configs:
+                    if CONFIGS[c][1] is None and seed != seeds[0]:
+                        continue                       # untrained: one score per split
+                    if c in CONTROLS and seed >= args.control_seeds:
+                        continue                       # the controls: fewer seeds (--control-seeds)
+                    h = run_key(c, root, seed, args.epochs, args.device, fp)
+                    s = "-" if CONFIGS[c][1] is None else seed
+                    plan.append((name, root, c, s, result_key(name, c, s, h), h, cov, features))
     todo = [p for p in plan if p[4] not in results.rows]
     k, n = args.shard
     todo = [p for i, p in enumerate(todo) if i % n == k]      # --shard: this process's share
@@ -503,30 +526,32 @@ def run_benchmark(args) -> str | None:
 
     t0, trained = time.time(), 0
     with S.shared_training_set():
-        for i, (split, root, c, seed, key, h) in enumerate(todo, 1):
+        for i, (split, root, c, seed, key, h, cov, features) in enumerate(todo, 1):
             t = time.time()
             if CONFIGS[c][1] is None:
                 r = distance_score(root)
             else:
-                run_dir = args.work / "runs" / split / f"{c}-{h[:8]}" / f"seed{seed}"
+                run_dir = args.work / "runs" / split / f"{c}-{h[:8]}" / f"seed{seed}"   # h: coverage too
                 r = train_and_evaluate(c, root, run_dir, seed, args.epochs, args.device)
                 trained += 1
             sec = time.time() - t
             results.add({"key": key, "split": split, "config": c, "seed": seed, "hash": h,
-                         "flags": CONFIGS[c][1], "epochs": args.epochs, "features": str(features),
+                         "flags": CONFIGS[c][1], "epochs": args.epochs, "features": str(features), "coverage": cov,
                          "seconds": round(sec, 1), **r})
             left = sum(CONFIGS[p[2]][1] is not None for p in todo[i:])
             eta = (time.time() - t0) / max(trained, 1) * left
-            print(f"[{i}/{len(todo)}] {split} {c} seed {seed}: AUC {100 * r['auc']:.1f} AP {100 * r['ap']:.1f} "
+            print(f"[{i}/{len(todo)}] {cov} {split} {c} seed {seed}: AUC {100 * r['auc']:.1f} AP {100 * r['ap']:.1f} "
+                  f"AUC in anomalous videos {100 * (r.get('auc_abn') or float('nan')):.1f} "
                   f"({sec:.1f}s; ETA {_fmt_time(eta)})", flush=True)
 
     command = (f"python bench/ped2_benchmark.py" + (f" --features {args.features}" if args.features else "")
-               + f" --splits {args.splits} --seeds {args.seeds} --configs {','.join(args.configs)}"
+               + f" --coverage {','.join(args.coverage)} --splits {args.splits} --seeds {args.seeds} --configs {','.join(args.configs)}"
                + (f" --control-seeds {args.control_seeds}" if args.control_seeds != 3 else "")
                + (f" --epochs {args.epochs}" if args.epochs != 50 else ""))
-    header = (f"UCSD Ped2, weakly supervised; features {features}; {args.epochs} epochs, T=100, final model; "
-              f"`{command}`")
-    table = render([results.rows[p[4]] for p in plan], args.configs, list(splits), seeds, header)
+    header = (f"UCSD Ped2, weakly supervised; Inception-I3D features, coverage {', '.join(args.coverage)}; "
+              f"{args.epochs} epochs, T=100, final model; `{command}`")
+    rows = [dict(results.rows[p[4]], coverage=p[6]) for p in plan]
+    table = render(rows, args.configs, list(splits), seeds, header, args.coverage)
     print()
     print(table)
     if args.markdown:

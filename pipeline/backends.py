@@ -70,10 +70,12 @@ def shard(costs: Sequence[float], names: Sequence[str], rank: int, world: int) -
 
 
 def progress_bar(enabled: bool, **kw):
+    """None when not ``enabled``; else the commands' progress display (``pipeline.cli.progress_bar``:
+    a bar on a terminal, plain lines in a log)."""
     if not enabled:
         return None
-    from tqdm import tqdm
-    return tqdm(**kw)
+    from pipeline.cli import progress_bar as bar
+    return bar(**kw)
 
 
 def run(inputs: Sequence[Path], out_dir: Path, extractor, *, workers: int = 2,

@@ -1,5 +1,6 @@
 """What every command line shares: user errors become one clear line on stderr and exit code 2,
-Ctrl-C becomes one line and exit code 130, progress bars appear only on a terminal."""
+Ctrl-C becomes one line and exit code 130, progress bars appear only on a terminal (in a log:
+plain lines with the same numbers)."""
 from __future__ import annotations
 
 import argparse
@@ -86,9 +87,100 @@ def bars_enabled(quiet: bool = False, stream=None) -> bool:
 
 
 def progress(iterable: Iterable, quiet: bool = False, **kw):
-    """``tqdm(iterable, **kw)``, shown only when :func:`bars_enabled`."""
-    from tqdm import tqdm
-    return tqdm(iterable, disable=not bars_enabled(quiet) or kw.pop("disable", False), **kw)
+    """``iterable`` with progress: a tqdm bar on a terminal, plain lines in a log (:func:`progress_bar`)."""
+    return progress_bar(quiet or kw.pop("disable", False), iterable=iterable, **kw)
+
+
+def progress_bar(quiet: bool = False, stream=None, every_pct: float = 10.0, every_s: float = 30.0, **kw):
+    """The one progress display of every command. On a terminal: ``tqdm(**kw)``. Redirected to a
+    file or pipe: a :class:`LogProgress`, which prints a plain line (no carriage return, no cursor
+    codes) with the same numbers every ``every_pct`` percent or ``every_s`` seconds; bars with
+    ``leave=False`` (per-video bars under an overall one) print nothing there. ``quiet``: nothing."""
+    stream = sys.stderr if stream is None else stream
+    if bars_enabled(quiet, stream):
+        from tqdm import tqdm
+        return tqdm(file=stream, **kw)
+    return LogProgress(quiet=quiet or kw.get("leave") is False, stream=stream, every_pct=every_pct,
+                       every_s=every_s, iterable=kw.get("iterable"), total=kw.get("total"),
+                       desc=kw.get("desc"), unit=kw.get("unit", "it"))
+
+
+class LogProgress:
+    """What tqdm offers the commands (iterate, ``update``, ``set_postfix``, ``close``), written as
+    plain lines for a log: ``desc: n/total unit (pct%), rate unit/s, elapsed s[, postfix]``."""
+
+    def __init__(self, quiet: bool = False, stream=None, every_pct: float = 10.0, every_s: float = 30.0,
+                 iterable: Iterable | None = None, total: float | None = None, desc: str | None = None,
+                 unit: str = "it"):
+        import time
+
+        self.quiet, self.stream = quiet, sys.stderr if stream is None else stream
+        self.every_pct, self.every_s = every_pct, every_s
+        self.iterable = iterable
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self.total, self.desc, self.unit = total, desc, unit
+        self.n, self.postfix, self.closed, self.printed = 0, "", False, (0, "")
+        self.t0 = self.t_last = time.time()
+        self.pct_last = 0.0
+
+    def __iter__(self):
+        for x in self.iterable:
+            yield x
+            self.update(1)
+        self.close()
+
+    def __len__(self):
+        return len(self.iterable) if self.iterable is not None else int(self.total or 0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def set_postfix(self, ordered_dict=None, refresh: bool = True, **kw) -> None:
+        items = dict(ordered_dict or {}, **kw)
+        self.postfix = ", ".join(f"{k}={v}" for k, v in items.items())
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        self.desc = desc
+
+    def update(self, n: float = 1) -> None:
+        import time
+
+        self.n += n
+        now = time.time()
+        pct = 100.0 * self.n / self.total if self.total else None
+        if (pct is not None and pct - self.pct_last >= self.every_pct) or now - self.t_last >= self.every_s:
+            self._line(now)
+
+    def line(self, now: float | None = None) -> str:
+        import time
+
+        now = time.time() if now is None else now
+        elapsed = now - self.t0
+        n = f"{self.n:g}/{self.total:g}" if self.total else f"{self.n:g}"
+        pct = f" ({100.0 * self.n / self.total:.0f}%)" if self.total else ""
+        rate = f", {self.n / elapsed:.3g} {self.unit}/s" if elapsed > 0 else ""
+        return (f"{self.desc + ': ' if self.desc else ''}{n} {self.unit}{pct}{rate}, {elapsed:.0f} s"
+                + (f", {self.postfix}" if self.postfix else ""))
+
+    def _line(self, now: float) -> None:
+        self.t_last, self.printed = now, (self.n, self.postfix)
+        if self.total:
+            self.pct_last = 100.0 * self.n / self.total
+        if not self.quiet:
+            print(self.line(now), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        import time
+
+        if self.closed:
+            return
+        self.closed = True
+        if (self.n, self.postfix) != self.printed:
+            self._line(time.time())         # the final numbers, once
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -103,22 +195,27 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
 
+#: What ``--device`` accepts, as said in its errors.
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+
+
 def check_device(device: str | None, flag: str = "--device") -> None:
-    """Raise ValueError (one line) when ``device`` names a CUDA GPU this machine does not have.
-    Called before any work or output, so a refused run leaves nothing behind. None, "auto" and
-    "cpu" always pass."""
-    if device in (None, "", "auto") or not str(device).startswith("cuda"):
+    """Raise ValueError (one line) unless ``device`` is one of DEVICE_CHOICES and, for a CUDA
+    device, this machine has that GPU. Called before any work or output, so a refused run leaves
+    nothing behind. None and "" (the command's default) pass."""
+    if device in (None, ""):
         return
+    name, colon, index = str(device).partition(":")
+    if name in ("auto", "cpu") and not colon:
+        return
+    if name != "cuda" or (colon and not index.isdigit()):
+        raise ValueError(f"{flag} {device}: not a device; choose one of {DEVICE_CHOICES} (N: a GPU index)")
     import torch
 
     if not torch.cuda.is_available():
-        raise ValueError(f"{flag} {device}: no CUDA GPU is available here (torch.cuda.is_available() is False"
+        raise ValueError(f"{flag} {device}: no CUDA GPU is visible here (torch.cuda.is_available() is False"
                          + ("" if torch.version.cuda else "; this torch is a CPU-only build")
-                         + "); use --device cpu")
-    _, _, index = str(device).partition(":")
-    if index:
-        if not index.isdigit():
-            raise ValueError(f"{flag} {device}: not a device name (cuda, cuda:0, cuda:1, ...)")
-        if int(index) >= torch.cuda.device_count():
-            raise ValueError(f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
-                             f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+                         + "); use --device cpu (choices: " + DEVICE_CHOICES + ")")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                         f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")

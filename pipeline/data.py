@@ -272,8 +272,8 @@ class Annotation:
     def is_abnormal(self, name: str) -> bool:
         """True when the video has >= 1 interval (ucf/xd) or a mask file (sht: the mask folder
         holds exactly the anomalous videos)."""
-        if self.dataset == "sht":
-            return name in self.masks
+        if self.dataset == "sht":       # a mask that marks no frame (a normal video's) is normal
+            return name in self.masks and bool(self.masks[name].any())
         return len(self.intervals.get(name, ())) > 0
 
     def frame_labels(self, name: str, n_frames: int) -> np.ndarray:
@@ -370,6 +370,31 @@ def check_extent(annotation: Annotation, clips: dict[str, int], clip_len: int = 
             if not lo - CLIP_COUNT_TOLERANCE <= int(c) <= hi + CLIP_COUNT_TOLERANCE:
                 rep.frame_counts.append((name, f"{frames} frames but {c} clips"))
     return rep
+
+
+def check_mask_lengths(annotation: Annotation, clips: dict[str, int], frames: dict[str, int] | None = None,
+                       clip_len: int = 16) -> None:
+    """Raise DataError when a ShanghaiTech frame mask's length differs from its video's frame count
+    beyond the clip-padding rule (a mask is padded by its last label up to the clips' frames).
+
+    ``clips``: video -> clips of its features; ``frames``: video -> decoded frames, where the
+    extraction manifest says (then the mask must have exactly that many frames, or ``clip_len *
+    clips``); without it the mask must give the same number of clips (``floor`` or ``ceil`` of
+    ``len / clip_len``). A shorter mask would otherwise mark the video's last frames with its last
+    label, a longer one lose its tail, and the AUC change without a word."""
+    frames = frames or {}
+    for name, c in clips.items():
+        mask = annotation.masks.get(name)
+        if mask is None:
+            continue
+        m, c, f = len(mask), int(c), frames.get(name)
+        ok = m in (f, clip_len * c) if f is not None else m // clip_len <= c <= -(-m // clip_len)
+        if not ok:
+            video = f"{f} frames (extraction manifest), {c} clips" if f is not None else \
+                f"{c} clips of {clip_len} frames ({clip_len * (c - 1) + 1}..{clip_len * c} frames)"
+            raise DataError(f"{annotation.path / (name + '.npy')}: the mask of video {name} has {m} frames, the video "
+                            f"{video}: a mask {'shorter' if m < (f or clip_len * c) else 'longer'} than its video "
+                            f"is refused (its frames would be labelled by a guess); use the mask of these frames")
 
 
 def _pairs(path: Path, lineno: int, values: list[str]) -> list[tuple[int, int]]:
@@ -637,6 +662,9 @@ class Video:
     label: int
     cls: str
     paths: list[Path]
+    #: where the label came from when the list gives none: "mask" (ShanghaiTech, a mask file),
+    #: "no mask" (ShanghaiTech, no mask file: taken as normal), "name" (the dataset's naming rule)
+    label_from: str = "list"
 
 
 SPLIT_CANDIDATES: dict[str, dict[str, list[str]]] = {
@@ -720,12 +748,23 @@ def load_split(root, dataset: str, split: str, list_path=None, features_root=Non
             f"{list_path}: {len(missing)} of {len(entries)} listed video(s) have no feature file "
             f"under {features_root}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
 
+    if annotation is not None and annotation.dataset == "sht":
+        unmasked = [e.name for e in entries if e.label is None and e.name not in annotation.masks]
+        normal_masks = [n for n, m in annotation.masks.items() if not m.any()]
+        if unmasked and normal_masks:   # the folder has masks of normal videos too: a missing one is a gap
+            raise DataError(
+                f"{annotation.path}: no frame mask for {len(unmasked)} video(s) of {list_path}, which gives "
+                f"no labels: {', '.join(unmasked[:5])}{' ...' if len(unmasked) > 5 else ''}; the folder holds "
+                f"masks of normal videos too (e.g. {normal_masks[0]}.npy marks no frame), so a missing mask "
+                f"cannot be taken to mean normal: add the missing masks or give labels in the list")
+
     videos = []
     for e in entries:
-        label = e.label
+        label, source = e.label, "list"
         if label is None:
             label = int(annotation.is_abnormal(e.name))
-        videos.append(Video(name=e.name, label=int(label), cls=e.cls, paths=list(index[e.name])))
+            source = ("mask" if e.name in annotation.masks else "no mask") if annotation.dataset == "sht" else "name"
+        videos.append(Video(name=e.name, label=int(label), cls=e.cls, paths=list(index[e.name]), label_from=source))
 
     if split == "test" and annotation is not None:
         wrong = [v.name for v in videos if bool(v.label) != annotation.is_abnormal(v.name)]

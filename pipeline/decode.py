@@ -79,9 +79,12 @@ def decode_messages(vid: int, path: str, cfg: Dict[str, Any]) -> Iterator[tuple]
         info.update(frame_folder=True, fps_source="--fps (images carry no timestamps)")
     if vfr:
         info["times"] = stream.times
+    warnings = [stream.warning] if stream.warning else []
     if not stream.rotation_applied:
-        info["warning"] = (f"{path}: display matrix (rotation {stream.rotation} degrees, or a mirror) "
-                           f"not applied: frames are used as stored")
+        warnings.append(f"{path}: display matrix (rotation {stream.rotation} degrees, or a mirror) "
+                        f"not applied: frames are used as stored")
+    if warnings:
+        info["warning"] = "; ".join(warnings)
     yield ("end", vid, info)
 
 

@@ -67,22 +67,23 @@ from .metrics import CLIP_LEN
 from .timeline import (DEFAULT_MERGE_GAP, DEFAULT_MIN_DURATION, DEFAULT_THRESHOLD,  # noqa: F401
                        INTERVAL_FIELDS, find_intervals, frame_scores, intervals_csv, read_intervals_csv,
                        read_scores_csv, scores_csv)
-from .video import DEFAULT_IMAGE_FPS
+from .video import DEFAULT_IMAGE_FPS, EMPTY_FOLDER, coverage_of, coverage_text, empty_folders
 
 DEFAULT_WINDOW = 2048           # clips
 DEFAULT_OVERLAP = 0.5
 
-#: Extractor settings that must agree between training features and detection (the weights file's
-#: path may differ between machines; its sha256 may not). 'seed' only matters for random weights.
-COMPARED_KEYS = ("profile", "random_init", "weights_sha256", "crops", "short_side", "crop_size",
-                 "norm", "tail", "clip_len", "feature_dim", "seed")
-#: How the network is computed, not what it computes: chosen here, never a reason to refuse a checkpoint
-#: (torch / onnxruntime / OpenVINO, fp32 / bf16: features within the accuracy guard of issue 24,
-#: cosine >= 0.999 to fp32 and Ped2 AUC within 0.005; bench/RESULTS.md "Stage 1 on CPU").
+#: How the network is computed, not what it computes: chosen here (--runtime, --precision), never
+#: taken from the checkpoint's record nor a reason to refuse it (torch / onnxruntime / OpenVINO,
+#: fp32 / bf16: features within the accuracy guard of issue 24, cosine >= 0.999 to fp32 and Ped2 AUC
+#: within 0.005; bench/RESULTS.md "Stage 1 on CPU").
 RUNTIME_FLAGS = ("runtime", "precision")
+#: FeatureExtractor arguments never taken from the checkpoint's record: where to run, how fast;
+#: weights, random_init and seed are resolved on their own (resolve_extractor).
+NOT_FROM_RECORD = ("self", "device", "batch_size", "threads", "channels_last", "weights", "random_init", "seed",
+                   *RUNTIME_FLAGS)
 #: detect flag -> FeatureExtractor argument / meta key
 EXTRACTOR_FLAGS = {"profile": "profile", "weights": "weights", "random_init": "random_init",
-                   "seed": "seed", "crops": "crops", "short_side": "short_side",
+                   "seed": "seed", "coverage": "coverage", "grid": "grid", "crops": "crops", "short_side": "short_side",
                    "crop_size": "crop_size", "norm": "norm", "tail": "tail"}
 
 
@@ -144,6 +145,8 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
     given = {k: v for k, v in flags.items() if v is not None and v is not False}
     runtime = {k: given.pop(k) for k in RUNTIME_FLAGS if k in given}
     notes: list[str] = []
+    if trained is not None:
+        trained = dict(trained, coverage=coverage_of(trained))   # older records: from crops
     if trained is None:
         notes.append("the checkpoint does not record how its training features were extracted; "
                      "extracting with " + (", ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items())
@@ -164,9 +167,12 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
                               "trained on: " + "; ".join(bad) + ". Scores of features from another "
                               "extractor are meaningless; drop these flags (detect reads the settings "
                               "from the checkpoint) or use a checkpoint trained on such features.")
-    kw: dict[str, Any] = {}
-    for key in ("profile", "crops", "short_side", "crop_size", "norm", "tail"):
-        if trained.get(key) is not None:
+    import inspect
+    from .extractor import FeatureExtractor
+
+    kw: dict[str, Any] = {}     # every recorded setting the extractor takes (a new one needs no change here)
+    for key in inspect.signature(FeatureExtractor.__init__).parameters:
+        if key not in NOT_FROM_RECORD and trained.get(key) is not None:
             kw[key] = trained[key]
     kw.update(runtime)
     if trained.get("random_init"):
@@ -189,21 +195,20 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
 
 
 def check_extractor(trained: dict | None, meta: dict) -> None:
-    """Raise CheckpointError when the built extractor's meta differs from the training record."""
+    """Raise CheckpointError when the built extractor's meta differs from the training record in any
+    recorded setting (all of its keys but featstore.NOT_COMPARED; a key the record lacks is not
+    compared, as in records written before that setting existed)."""
+    from .featstore import record_diff
+
     if trained is None:
         return
-    diff = []
-    for key in COMPARED_KEYS:
-        if key == "seed" and not trained.get("random_init"):
-            continue
-        a, b = trained.get(key), meta.get(key)
-        if a is None or b is None:
-            continue
-        if a != b:
-            diff.append(f"{key}: trained {a}, now {b}")
+    trained = dict(trained, coverage=coverage_of(trained))   # older records: from crops
+    rec = {k: v for k, v in trained.items() if v is not None and k != "videos_described" and k not in RUNTIME_FLAGS}
+    diff = record_diff(rec, {k: meta.get(k) for k in rec})
     if diff:
         raise CheckpointError("the extractor differs from the one the checkpoint was trained with ("
-                              + "; ".join(diff) + "). For weights: pass --weights with the same file "
+                              + "; ".join(f"{k}: trained {a}, now {b}" for k, (a, b) in diff.items())
+                              + "). For weights: pass --weights with the same file "
                               "(sha256 " + str(trained.get("weights_sha256")) + ").")
 
 
@@ -341,9 +346,7 @@ def gather_inputs(videos: Sequence[str | Path]) -> tuple[list[tuple[Path, str]],
     for v in videos:
         p = Path(v)
         if p.is_dir():
-            vids = find_videos(p)
-            if not vids:
-                raise FileNotFoundError(f"{p}: no video files or frame folders in this folder")
+            vids = find_videos(p)          # none: an empty folder, reported by detect() as failed
             found.extend((f, video_key(f, p)) for f in vids)
         else:
             found.append((p, p.stem))                       # a missing file fails as that video
@@ -384,6 +387,30 @@ def is_finished(row: dict | None, path: Path, files: dict[str, Path], resume: di
         return path.stat().st_mtime <= float(row.get("end_unix", 0))
     except OSError:
         return False
+
+
+#: How a refused rerun names a setting of RESUME_KEYS: its flag.
+RESUME_FLAGS = {"checkpoint_sha256": "--checkpoint (another file or changed since)", "threshold": "--threshold",
+                "min_duration_s": "--min-duration", "merge_gap_s": "--merge-gap", "window_clips": "--window",
+                "overlap": "--overlap", "image_fps": "--fps", "extractor": "the extractor record of the checkpoint"}
+
+
+def why_not_finished(row: dict, path: Path, resume: dict) -> str:
+    """What differs between an earlier result and this run, for the refusal of a rerun."""
+    if row.get("path") != str(path):
+        return f"made from another file ({row.get('path')}, now {path})"
+    before = row.get("resume", {})
+    diff = [f"{RESUME_FLAGS.get(k, k)}: {before.get(k)} then, {resume.get(k)} now"
+            if k not in ("checkpoint_sha256", "extractor") else RESUME_FLAGS[k]
+            for k in RESUME_KEYS if before.get(k) != resume.get(k)]
+    if diff:
+        return "settings differ: " + "; ".join(diff)
+    try:
+        if path.stat().st_mtime > float(row.get("end_unix", 0)):
+            return f"{path} changed after it was scored"
+    except OSError:
+        pass
+    return "some of its output files are missing"
 
 
 def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path = "detections",
@@ -433,7 +460,11 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
                        ("cpu" if device == "auto" else device))
 
     inputs, dups = gather_inputs(videos)
+    empty = empty_folders(videos, exclude=[out])            # failed by name, the others go on
     if not inputs:
+        if empty:
+            raise FileNotFoundError(f"{empty[0]}: {EMPTY_FOLDER}"
+                                    + (f" (and {len(empty) - 1} more such folder(s))" if len(empty) > 1 else ""))
         raise ValueError("no videos given")
     if not any(p.exists() for p, _ in inputs):              # before the checkpoint and the weights
         raise FileNotFoundError(f"{inputs[0][0]}: no such file or directory"
@@ -470,10 +501,10 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
         todo.append((path, key))
         have = [f for f in files_of[key].values() if f.exists()]
         if have and not overwrite and row is not None and row.get("status") == "ok":
-            clash.append(str(have[0]))                     # finished with other settings or another file
+            clash.append((str(have[0]), why_not_finished(row, path, resume)))   # other settings or another file
     if clash:
-        raise FileExistsError(f"{len(clash)} video(s) have results made with other settings or from another "
-                              f"file, e.g. {clash[0]}; pass --overwrite to replace them or choose another --out")
+        raise FileExistsError(f"{len(clash)} video(s) have results in {out} that this run would replace, e.g. "
+                              f"{clash[0][0]} ({clash[0][1]}); pass --overwrite to replace them or choose another --out")
 
     def check(fmeta: dict) -> None:                         # the extractor against the checkpoint
         check_extractor(trained, fmeta)
@@ -504,8 +535,8 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
                      "fine for the demo and tests, not for real footage")
     if not quiet:
         print(f"checkpoint {meta['path']} (epoch {meta.get('epoch')}); extractor {fmeta.get('profile')} "
-              f"{'random weights' if random_weights else fmeta.get('weights')}, {fmeta.get('crops')} crop(s) of "
-              f"{fmeta.get('crop_size')} from short side {fmeta.get('short_side')}, device {dev}"
+              f"{'random weights' if random_weights else fmeta.get('weights')}, {coverage_text(fmeta)} "
+              f"from short side {fmeta.get('short_side')}, device {dev}"
               + (f"; features extracted on Ray into {out / 'features'}" if backend == "ray" else ""))
         for n in notes:
             print(f"note: {n}")
@@ -529,6 +560,9 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
         rows.append({"video": key, "path": str(p), "status": "error", "seconds": 0.0,
                      "error": f"{p}: same output name {key}.* as {first} (pass their common parent folder "
                               f"instead, so that the names keep their folders)"})
+    for folder in empty:
+        rows.append({"video": folder.as_posix(), "path": str(folder), "status": "error", "seconds": 0.0,
+                     "error": f"{folder}: {EMPTY_FOLDER}"})
     stopped = True                              # until the loop ends normally (Ctrl-C, ...)
     try:
         for path, key in progress(todo, quiet or len(todo) < 2, desc="detecting", unit="video"):
@@ -618,9 +652,12 @@ def add_extractor_flags(p: argparse.ArgumentParser, precision_default: str = "fp
     g.add_argument("--random-init", action="store_true", default=None,
                    help="random I3D weights (only for checkpoints that record no extractor)")
     g.add_argument("--seed", type=int, default=None, help="seed of the random weights")
-    g.add_argument("--crops", type=int, choices=[1, 10], default=None, help="centre crop or ten crops")
+    g.add_argument("--coverage", choices=["grid", "full", "center", "ten"], default=None,
+                   help="the whole frame in regions, the whole frame, the centre crop or ten crops")
+    g.add_argument("--grid", default=None, help="ROWSxCOLS regions (--coverage grid)")
+    g.add_argument("--crops", type=int, choices=[1, 10], default=None, help="centre crop or ten crops (older spelling)")
     g.add_argument("--short-side", type=int, default=None, help="frames resized to this short side (pixels)")
-    g.add_argument("--crop-size", type=int, default=None, help="square crop side (pixels)")
+    g.add_argument("--crop-size", type=int, default=None, help="square crop side (pixels; centre / ten crops)")
     g.add_argument("--norm", default=None, choices=["kinetics", "minus1to1"], help="pixel normalisation")
     g.add_argument("--tail", default=None, choices=["pad", "drop"],
                    help="last partial clip: pad (repeat the last frame) or drop")

@@ -80,9 +80,10 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tu
 
 @torch.no_grad()
 def score_clips(model: AnomalyGCN, feats: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
-    """Score one video at full length: feats (clips, crops, D) -> clip scores (clips,), crops averaged."""
+    """Score one video at full length: feats (clips, crops, D) -> clip scores (clips,), its views
+    (crops or regions) combined as the model was trained (``AnomalyGCN.clip_scores``)."""
     x = torch.from_numpy(np.ascontiguousarray(feats.transpose(1, 0, 2))).float().to(device)   # (crops, clips, D)
-    return model(x)["scores"].mean(0).cpu().numpy().astype(np.float64)                          # (clips,)
+    return model.clip_scores(x).cpu().numpy().astype(np.float64)                                # (clips,)
 
 
 def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str | None = None,
@@ -107,6 +108,19 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
     annotation = D.read_annotations(ann_path, dataset)
     videos = D.load_split(root, dataset, "test", list_path=test_list, features_root=features, annotation=annotation)
     annotation.check_names([v.name for v in videos])
+    unmasked = [v.name for v in videos if v.label_from == "no mask"]
+    rows = extraction_rows(videos, Path(features) if features else
+                           (root / "features" if (root / "features").is_dir() else root))
+    if dataset == "sht":
+        D.check_mask_lengths(annotation, {v.name: D.feature_clips(v.paths) for v in videos},
+                             {n: r["frames"] for n, r in rows.items() if isinstance(r.get("frames"), int)}, CLIP_LEN)
+    partial = [n for n, r in rows.items() if r.get("status") == "partial"]
+    if partial:         # scored on the frames that decoded; the annotation may cover more
+        print(f"warning: {len(partial)} test video(s) have features of only part of their frames (manifest status "
+              f"partial): {', '.join(partial)}", file=sys.stderr)
+    if unmasked and not quiet:   # the list gives no labels: no mask file is taken to mean normal, and said so
+        print(f"warning: {len(unmasked)} test video(s) have no frame mask in {annotation.path} and are taken as "
+              f"normal: {', '.join(unmasked)}", file=sys.stderr)
     extent = D.check_extent(annotation, {v.name: D.feature_clips(v.paths) for v in videos}, CLIP_LEN)
     problems = extent.problems(ann_path)
     if problems and strict:
@@ -124,7 +138,7 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
         scored.append(ScoredVideo(v.name, int(v.label), cls or ("Normal" if v.label == 0 else ""),
                                   clip_to_frame_scores(s), annotation.frame_labels(v.name, n_frames)))
     report = frame_report(scored, far_threshold)
-    report.update(dataset=dataset, checkpoint=meta["path"], checkpoint_epoch=meta.get("epoch"),
+    report.update(no_mask_taken_as_normal=unmasked, partial_features=partial, dataset=dataset, checkpoint=meta["path"], checkpoint_epoch=meta.get("epoch"),
                   selected_by=checkpoint_label(meta), headline=HEADLINE[dataset],
                   annotations=str(ann_path), clip_len=CLIP_LEN, annotation_warnings=problems)
     if out:
@@ -140,6 +154,19 @@ def evaluate(dataset: str = "ucf", data_root: str | None = None, checkpoint: str
             print(f"wrote {Path(out) / 'report.json'} and {Path(out) / 'scores.npz'}"
                   + (f" and {Path(out) / 'report.html'}" if html else ""))
     return report
+
+
+def extraction_rows(videos: list, top: Path) -> dict[str, dict]:
+    """video -> its extraction manifest row (pipeline.extract), for the videos that have one."""
+    from .featstore import find_record
+
+    cache: dict = {}
+    out = {}
+    for v in videos:
+        hit = find_record(v.paths[0], Path(top), cache, v.name)
+        if hit is not None:
+            out[v.name] = hit[1]
+    return out
 
 
 def checkpoint_label(meta: dict) -> str:
@@ -166,7 +193,7 @@ def format_report(r: dict) -> str:
              f"  frame AUC (%)            {_pct(r['auc'])}",
              f"  frame AP (%)             {_pct(r['ap'])}",
              f"  AUC anomalous only (%)   {_pct(r['auc_abnormal'])}",
-             f"  false alarms @{r['far_threshold']:.2f} (%) {_pct(r['far'])}",
+             f"  {'false alarms @' + format(r['far_threshold'], '.2f') + ' (%)':<25}{_pct(r['far'])}",
              "  mean score: inside anomalies {}, outside them in anomalous videos {}, normal videos {}".format(
                  *(f"{r[k]:.3f}" if r.get(k) is not None else "n/a" for k in ("mean_inside", "mean_outside", "mean_normal")))]
     if r["per_class"]:

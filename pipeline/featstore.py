@@ -33,15 +33,19 @@ log = logging.getLogger("pipeline.extract")
 
 MANIFEST = "manifest.jsonl"
 #: Settings that must agree between a finished feature file and the current run. ``seed`` is
-#: None for real weights (only random weights depend on it); ``precision`` changes the numbers (one
-#: folder's features keep one precision). ``runtime`` is not a setting: torch, onnxruntime and OpenVINO
-#: compute the same network (fp32: to ~1e-6; bench/bench_runtimes.py accuracy).
-SETTING_KEYS = ("profile", "weights_sha256", "random_init", "seed", "crops", "short_side",
+#: None for real weights (only random weights depend on it); ``precision`` changes the numbers.
+SETTING_KEYS = ("profile", "weights_sha256", "random_init", "seed", "coverage", "grid", "crops", "short_side",
                 "crop_size", "norm", "tail", "dtype", "precision")
-#: Row fields copied from the extractor's meta.
+#: Row fields copied from the extractor's meta by manifests older than ``meta_keys`` (today every
+#: key of the meta is copied, and the row lists them in ``meta_keys``).
 ROW_META_KEYS = ("profile", "weights", "weights_sha256", "random_init", "seed", "crops",
-                 "short_side", "crop_size", "norm", "tail", "dtype", "precision", "runtime", "decoder",
+                 "short_side", "crop_size", "norm", "tail", "dtype", "precision", "decoder",
                  "clip_len", "feature_dim")
+#: Meta keys that describe the extraction but do not change the features' meaning: the weights'
+#: path (they are compared by sha256), the decoder's version, the storage dtype, the runtime (torch,
+#: onnxruntime and OpenVINO compute the same network: fp32 to ~1e-6, bench/RESULTS.md "Stage 1 on CPU").
+#: ``precision`` is compared here (one folder / training set keeps one), not by detect and watch.
+NOT_COMPARED = ("weights", "decoder", "dtype", "runtime")
 FINISHED = ("ok", "partial")
 
 
@@ -197,7 +201,7 @@ def make_row(meta: Dict[str, Any], info: Dict[str, Any], rank: int = 0) -> Dict[
     """A manifest row: the extractor settings, then the video's info (status, frames, ...)."""
     import time
 
-    row = {k: meta.get(k) for k in ROW_META_KEYS}
+    row = dict(meta, meta_keys=sorted(meta))
     row.update(frames=None, fps=None, clips=None, error=None)
     row.update(info)
     now = time.time()
@@ -206,8 +210,62 @@ def make_row(meta: Dict[str, Any], info: Dict[str, Any], rank: int = 0) -> Dict[
     return row
 
 
+def extraction_record(row: Dict[str, Any]) -> Dict[str, Any]:
+    """The extractor's settings recorded in a manifest row: every meta key (``meta_keys``), without
+    the video's own fields (frames, fps, status, ...)."""
+    return {k: row.get(k) for k in row.get("meta_keys") or ROW_META_KEYS}
+
+
+def comparable(record: Dict[str, Any]) -> Dict[str, Any]:
+    """The settings of ``record`` that two extractions must share for their features to mean the
+    same: all but NOT_COMPARED; the seed only for random weights."""
+    out = {k: v for k, v in record.items() if k not in NOT_COMPARED and k != "meta_keys"}
+    if not record.get("random_init"):
+        out.pop("seed", None)
+    return out
+
+
+def record_diff(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Tuple[Any, Any]]:
+    """{key: (a's value, b's value)} for the comparable settings that differ (keys of either)."""
+    ca, cb = comparable(a), comparable(b)
+    return {k: (ca.get(k), cb.get(k)) for k in sorted(set(ca) | set(cb)) if ca.get(k) != cb.get(k)}
+
+
+def find_record(feature_file: Path, top: Optional[Path] = None,
+                cache: Optional[Dict[Path, Dict[str, Dict[str, Any]]]] = None, name: Optional[str] = None
+                ) -> Optional[Tuple[Path, Dict[str, Any]]]:
+    """(manifest, finished row) that describes ``feature_file``, or None.
+
+    ``extract`` writes one manifest at the top of its ``--out`` and keys its rows by the file's
+    path below it without ``.npy`` (``Explosion/x``, ``cam1/x``), so the manifest is looked for in
+    the file's folder and each folder above it, up to ``top`` (default: the file's folder only).
+    ``cache``: manifest path -> rows, shared between calls. ``name``: the video's name as the split
+    lists know it (``x`` for ``x_i3d.npy``), tried in place of the file name where no row has the key.
+    """
+    feature_file = Path(feature_file)
+    folder = feature_file.parent
+    top = Path(top) if top is not None else folder
+    cache = {} if cache is None else cache
+    while True:
+        manifest = folder / MANIFEST
+        if manifest.is_file():
+            if manifest not in cache:
+                cache[manifest] = read_manifest(folder)
+            rel = feature_file.relative_to(folder).with_suffix("")
+            for key in dict.fromkeys([rel.as_posix()] + ([(rel.parent / name).as_posix()] if name else [])):
+                row = cache[manifest].get(key)
+                if row is not None and row.get("status", "ok") in FINISHED:
+                    return manifest, row
+        if folder == top or folder.parent == folder or not folder.is_relative_to(top):
+            return None
+        folder = folder.parent
+
+
 def settings_diff(row: Dict[str, Any], meta: Dict[str, Any]) -> Dict[str, Tuple[Any, Any]]:
-    """{key: (row's value, meta's value)} for the SETTING_KEYS that differ."""
+    """{key: (row's value, meta's value)} for the SETTING_KEYS that differ (a row written before
+    coverage existed has the coverage its ``crops`` meant)."""
+    from pipeline.video import coverage_of
+    row, meta = dict(row, coverage=coverage_of(row)), dict(meta, coverage=coverage_of(meta))
     return {k: (row.get(k), meta.get(k)) for k in SETTING_KEYS if row.get(k) != meta.get(k)}
 
 

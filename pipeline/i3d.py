@@ -99,7 +99,7 @@ class WeightsError(RuntimeError):
 class I3DFeatures(nn.Module):
     """I3D ResNet-50 trunk + global average pool.
 
-    forward: (B, 3, T, H, W) float  ->  (B, 2048) float.
+    forward: (B, 3, T, H, W) float  ->  (B, 2048) float; feature_map: the map before the pool.
     """
 
     def __init__(self, trunk: nn.Module, profile: str):
@@ -107,9 +107,12 @@ class I3DFeatures(nn.Module):
         self.trunk = trunk  # pytorchvideo Net without head: blocks.0 .. blocks.5
         self.profile = profile
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) -> res5 output (B, 2048, t, h, w)."""
+        return self.trunk(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.trunk(x)                     # (B, 2048, t, h, w)
-        return x.float().mean(dim=(2, 3, 4))  # (B, 2048)
+        return self.feature_map(x).float().mean(dim=(2, 3, 4))  # (B, 2048)
 
 
 def _import_create_resnet():

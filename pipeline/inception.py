@@ -197,6 +197,10 @@ class InceptionI3D(nn.Module):
             x = layer(x)
         return x
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) -> the map the features pool: Mixed_5c (B, 1024, t, h, w)."""
+        return self.mixed_5c(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) -> (B, 1024): Mixed_5c averaged over (T, H, W)."""
         return self.mixed_5c(x).float().mean(dim=(2, 3, 4))

@@ -53,9 +53,25 @@ from torch import nn
 import torch.nn.functional as F
 
 ADJACENCIES = ("learned", "sum", "similarity", "proximity", "none")
+#: How a video's views (the crop axis of its features) make one score a segment: "sample" (one
+#: random view per video in training, probabilities averaged at test: RTFM's crops), "max" (every
+#: view scored, the segment's score the most anomalous view's: regions of one frame, spatial MIL).
+VIEWS = ("sample", "max")
 SIMILARITIES = ("centred", "hlnet")
 PROXIMITIES = ("gated", "plain")
 GRAPH_FEATURES = ("input", "fc")
+
+
+def video_centred_input(x: torch.Tensor) -> torch.Tensor:
+    """Each segment beside its deviation from its own video's typical state (ours):
+    x (B, T, D) -> (B, T, 2D) = [x, x - median_t(x)], the median over the video's T segments.
+
+    The deviation is what changes inside a video (an object entering a region); the absolute part
+    keeps what a wholly anomalous video has everywhere. Without it the network can score a video by
+    its look alone (a crowded or dark recording) and paint every segment of it the same.
+    """
+    med = torch.quantile(x, 0.5, dim=1, keepdim=True)              # (B, 1, D)
+    return torch.cat([x, x - med], dim=-1)                          # (B, T, 2D)
 
 
 def similarity_adjacency(x: torch.Tensor, threshold: float = 0.7) -> torch.Tensor:
@@ -165,8 +181,12 @@ class AnomalyGCN(nn.Module):
     def __init__(self, in_dim: int = 2048, fc_dim: int = 512, gcn_dims: tuple[int, int] = (128, 32),
                  dropout: float = 0.6, sim_threshold: float = 0.7, adjacency: str = "learned",
                  similarity: str = "centred", graph_features: str = "fc", proximity: str = "gated",
-                 residual: bool = True):
+                 residual: bool = True, video_centre: bool = False, views: str = "sample"):
         super().__init__()
+        if views not in VIEWS:
+            raise ValueError(f"views must be one of {VIEWS}, got {views!r}")
+        self.views = views
+        self.video_centre = video_centre
         if proximity not in PROXIMITIES:
             raise ValueError(f"proximity must be one of {PROXIMITIES}, got {proximity!r}")
         self.proximity = proximity
@@ -178,7 +198,7 @@ class AnomalyGCN(nn.Module):
         self.sim_threshold = sim_threshold
         self.similarity = similarity
         self.graph_features = graph_features
-        self.fc = nn.Linear(in_dim, fc_dim)
+        self.fc = nn.Linear(2 * in_dim if video_centre else in_dim, fc_dim)
         self.gcn1 = GraphConv(fc_dim, gcn_dims[0], adjacency, residual)
         self.gcn2 = GraphConv(gcn_dims[0], gcn_dims[1], adjacency, residual)
         self.gcn3 = GraphConv(gcn_dims[1], 1, adjacency, residual)
@@ -191,6 +211,8 @@ class AnomalyGCN(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"expected features (B, T, {self.in_dim}), got {tuple(x.shape)}")
         x = (x - self.feature_mean) / self.feature_std
+        if self.video_centre:
+            x = video_centred_input(x)                                       # (B, T, 2 in_dim)
         fc = F.relu(self.fc(x))                                             # (B, T, 512), before dropout
         src = x if self.graph_features == "input" else fc                   # never dropout-masked
         cos = centred_cosine(src) if self.similarity == "centred" or self.proximity == "gated" else None
@@ -204,6 +226,35 @@ class AnomalyGCN(nn.Module):
         return {"fc": fc, "gcn1": g1, "gcn2": g2, "logits": logits, "scores": torch.sigmoid(logits)}
 
 
+    def forward_views(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every view of every video: x (B, V, T, in_dim) -> ``forward``'s outputs for (B, T).
+
+        ``views == "max"``: a segment's logit is its most anomalous view's (spatial MIL over the
+        regions of a frame) and its intermediate outputs are that view's (what clustering sees);
+        ``"sample"``: the views' probabilities averaged (logits of the mean; layers averaged).
+        """
+        B, V, T, D = x.shape
+        out = self(x.reshape(B * V, T, D))
+        out = {k: v.reshape(B, V, T, *v.shape[2:]) for k, v in out.items()}      # (B, V, T, ...)
+        if self.views == "max":
+            logits, best = out["logits"].max(dim=1)                                # (B, T)
+            res = {k: torch.gather(v, 1, best[:, None, :, None].expand(B, 1, T, v.shape[-1])).squeeze(1)
+                   for k, v in out.items() if v.dim() == 4}                        # (B, T, d)
+        else:
+            p = out["scores"].mean(dim=1).clamp(1e-7, 1 - 1e-7)                    # (B, T)
+            logits = torch.log(p) - torch.log1p(-p)
+            res = {k: v.mean(dim=1) for k, v in out.items() if v.dim() == 4}
+        return {**res, "logits": logits, "scores": torch.sigmoid(logits)}
+
+    @torch.no_grad()
+    def clip_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """One video's clip scores: x (V, T, in_dim), its views -> (T,) by ``views``."""
+        out = self(x)                                                               # (V, T)
+        if self.views == "max":
+            return torch.sigmoid(out["logits"].max(dim=0).values)
+        return out["scores"].mean(dim=0)
+
+
 def build_model(config: dict, in_dim: int) -> AnomalyGCN:
     """The model a run's settings describe (train's TrainConfig as a dict, or a checkpoint's config).
 
@@ -215,7 +266,9 @@ def build_model(config: dict, in_dim: int) -> AnomalyGCN:
                       similarity=config.get("similarity", "hlnet"),
                       graph_features=config.get("graph_features", "fc"),
                       proximity=config.get("proximity", "plain"),
-                      residual=config.get("residual", True))
+                      residual=config.get("residual", True),
+                      video_centre=config.get("video_centre", False),
+                      views=config.get("views", "sample"))
 
 
 class FCBaseline(nn.Module):

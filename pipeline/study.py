@@ -55,7 +55,7 @@ import torch
 from . import data as D
 from . import evaluate as E
 from . import train as TR
-from .cli import HelpFormatter, interrupted, user_message
+from .cli import HelpFormatter, check_device, interrupted, user_message
 from .io import atomic_write_json, atomic_write_text
 from .metrics import CLIP_LEN, ScoredVideo, clip_to_frame_scores, frame_report
 
@@ -745,6 +745,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        check_device(args.device)                          # before anything is trained or written
         run_study(args)
     except KeyboardInterrupt:
         return interrupted()

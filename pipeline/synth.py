@@ -516,12 +516,8 @@ def make_dataset(out, dataset: str = "ucf", n_train_normal: int = 40, n_train_ab
             d.mkdir(exist_ok=True)
         if progress is None:
             progress = len(vids) > 200
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=len(vids), desc=f"synth {dataset}", unit="video", disable=not progress,
-                       file=sys.stderr)
-        except ImportError:  # pragma: no cover
-            bar = None
+        from .cli import progress_bar
+        bar = progress_bar(not progress, total=len(vids), desc=f"synth {dataset}", unit="video")
         files = []
         for v in vids:
             if prof is None:

@@ -302,7 +302,7 @@ def write_ucf_dataset(root: str | Path, n_train_normal: int, n_train_abnormal: i
     Abnormal videos cycle through ``kinds`` (default: all anomaly kinds). Returns the plan (also saved as
     ``synthvideo.json``): per video its name, split, class, label, frames, fps, events and path.
     """
-    from tqdm import tqdm
+    from .cli import progress as progress_of
 
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -328,7 +328,7 @@ def write_ucf_dataset(root: str | Path, n_train_normal: int, n_train_abnormal: i
               ("test", "Normal"): "Testing_Normal_Videos_Anomaly"}
     codec = pick_codec()
     rows = []
-    for split, cls, spec in tqdm(plan, desc="writing videos", unit="video", disable=not progress):
+    for split, cls, spec in progress_of(plan, not progress, desc="writing videos", unit="video"):
         sub = folder.get((split, cls), cls)
         rel = f"{sub}/{spec.name}.mp4"
         write_video(spec, root / "videos" / rel, codec)

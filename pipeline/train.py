@@ -57,7 +57,8 @@ from .clustering import (CROSS_BATCH_WAYS, PSEUDO_LABELS, PSEUDO_RULES, CrossBat
 from .io import atomic_torch_save, atomic_write, atomic_write_json, atomic_write_text
 from .losses import batch_clustering_loss, centre_distance, kmax_k, kmax_loss, kmax_loss_logits, total_loss
 from .metrics import video_level_auc
-from .model import ADJACENCIES, GRAPH_FEATURES, PROXIMITIES, SIMILARITIES, AnomalyGCN, build_model
+from .model import ADJACENCIES, GRAPH_FEATURES, PROXIMITIES, SIMILARITIES, VIEWS, AnomalyGCN, build_model
+from .video import coverage_of
 
 DEFAULT_T = {"ucf": 150, "sht": 100, "xd": 200}
 CLUSTER_LAYERS = ("fc", "gcn1", "gcn2")
@@ -66,7 +67,8 @@ CLUSTER_CENTERS = ("video", "none")
 #: paper's equations act here").
 PAPER_LITERAL = dict(similarity="hlnet", graph_features="input", proximity="plain", cluster_center="none",
                      pseudo_rule="cosine", normal_subspace=0, cluster_layer="gcn1", bcg_gate=0.0,
-                     adjacency="sum", residual=False, standardize=False, bc=True, bcg=True)
+                     adjacency="sum", residual=False, standardize=False, bc=True, bcg=True,
+                     video_centre=False)
 
 #: What --paper-literal cannot take from the paper, because the paper does not say (README).
 LITERAL_KEEPS = ("the two graphs summed with equal weights (the paper builds 'a global graph' from both and "
@@ -123,6 +125,11 @@ class TrainConfig:
     pseudo_rule: str = "far"           # (ours) the cluster farther from the normal videos; "minority": the
                                        # smaller; "mean": higher mean score; "cosine": eq. 4 as printed
     pseudo_labels: str = "cluster"     # control: "ones" (every abnormal segment boosted), "random"
+    views: str = "auto"                # (ours) the crop axis: "max" = spatial MIL over the regions of
+                                       # --coverage grid features, "sample" = RTFM's random crop; auto: by
+                                       # the features' extractor record (README "Choices", issue 22)
+    video_centre: bool = True          # (ours, Ped2 TEVAD split) each segment beside its deviation from
+                                       # its video's median, model.video_centred_input (issue 22)
     standardize: bool = True           # (ours) z-score inputs with training statistics (Ped2: +0.08 AUC, issue 15)
     cache: bool = True                 # keep the resampled training set in <data_root>/.pipeline_cache
     val_fraction: float = 0.0          # held-out share of training videos for model selection
@@ -165,6 +172,8 @@ class TrainConfig:
                                      ("pseudo-labels", c.pseudo_labels, PSEUDO_LABELS)):
             if value not in allowed:
                 raise ValueError(f"--{name} must be one of {allowed}, got {value!r}")
+        if c.views not in ("auto",) + VIEWS:
+            raise ValueError(f"--views must be one of {('auto',) + VIEWS}, got {c.views!r}")
         if c.batch_size < 2:
             raise ValueError("--batch-size must be at least 2 (half normal, half abnormal)")
         if not 0.0 <= c.val_fraction < 1.0:
@@ -267,38 +276,58 @@ def load_training_set(videos: list, T: int, dim: int = D.FEATURE_DIM, quiet: boo
     return FeatureSet([v.name for v in videos], labels, feats)
 
 
-EXTRACTOR_KEYS = ("profile", "weights_sha256", "random_init", "seed", "crops", "short_side", "crop_size", "norm",
-                  "tail", "clip_len", "precision")
+def extractor_meta(videos: list, top: Path | None = None) -> dict | None:
+    """The extraction settings of the training features, from the ``manifest.jsonl`` that
+    ``extract`` wrote for them: in the file's folder or a folder above it up to ``top`` (the
+    features root), its row keyed by the file's path below that folder (``Explosion/x``).
 
-
-def extractor_meta(videos: list) -> dict | None:
-    """The extraction settings of the training features, from ``manifest.jsonl`` beside them.
-
-    Written by ``pipeline.extract``; detect uses it to extract new videos the same way. Returns None
-    when no manifest describes the features (e.g. RTFM's public files). Features from different
-    extraction settings mixed in one training set are refused.
+    Written by ``pipeline.extract``; detect and watch use it to extract new videos the same way.
+    Every recorded key is carried (``featstore.extraction_record``), so a new extractor setting
+    needs no change here. Returns None when no manifest describes the features (e.g. RTFM's public
+    files). Two training files extracted differently are refused, naming both.
     """
-    rows, seen = {}, set()
-    for folder in {v.paths[0].parent for v in videos}:
-        manifest = folder / "manifest.jsonl"
-        if manifest.exists() and manifest not in seen:
-            seen.add(manifest)
-            for line in manifest.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    rows[row.get("video")] = row
-    found = [rows[v.name] for v in videos if v.name in rows]
+    from .featstore import extraction_record, find_record, record_diff
+
+    cache: dict = {}
+    found, unknown, partial = [], [], []
+    for v in videos:
+        hit = find_record(v.paths[0], top, cache, v.name)
+        if hit is None and v.paths[0].is_symlink():      # a data root of links: the linked file's manifest
+            hit = find_record(v.paths[0].resolve(), None, cache, v.name)
+        if hit is None:
+            unknown.append(v.paths[0])
+        else:
+            found.append((v.paths[0], hit[0], extraction_record(hit[1])))
+            if hit[1].get("status") == "partial":
+                partial.append(f"{v.paths[0]} ({hit[1].get('error') or 'decoded in part'})")
+    if partial:      # features of the frames that decoded: usable, but not the whole video
+        print(f"warning: {len(partial)} training feature file(s) cover only part of their video (manifest status "
+              f"partial): {'; '.join(partial[:3])}{' ...' if len(partial) > 3 else ''}", file=sys.stderr)
     if not found:
         return None
-    # the seed of the network only matters when its weights are random
-    settings = {json.dumps({k: (r.get(k) if k != "seed" or r.get("random_init") else None) for k in EXTRACTOR_KEYS},
-                           sort_keys=True) for r in found}
-    if len(settings) > 1:
-        raise D.DataError(f"{', '.join(str(m) for m in sorted(seen))}: the training features were extracted "
-                          f"with different settings: {sorted(settings)}")
-    meta = {k: found[0].get(k) for k in EXTRACTOR_KEYS + ("weights", "dtype", "decoder", "runtime")}   # runtime: a record only
+    first_path, first_manifest, first = found[0]
+    for path, manifest, rec in found[1:]:
+        diff = record_diff(first, rec)
+        if diff:
+            raise D.DataError(f"{first_path} (in {first_manifest}) and {path} (in {manifest}) were extracted "
+                              f"with different settings ("
+                              + "; ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
+                              + "): their features do not mean the same; extract them again with the "
+                                "same settings, or train on one kind")
+    if unknown:
+        print(f"warning: {len(unknown)} of {len(videos)} training feature files have no extraction record "
+              f"(no manifest.jsonl row for them at or above their folder, e.g. {unknown[0]}); the checkpoint "
+              f"records the settings of the other {len(found)}", file=sys.stderr)
+    meta = dict(first)
     meta["videos_described"] = len(found)
     return meta
+
+
+def resolve_views(views: str, extractor: dict | None) -> str:
+    """--views auto: "max" (spatial MIL) for features of regions (``--coverage grid``), else "sample"."""
+    if views != "auto":
+        return views
+    return "max" if extractor is not None and coverage_of(extractor) == "grid" else "sample"
 
 
 def load_segment_truth(root: Path, names: list[str], T: int) -> torch.Tensor | None:
@@ -361,9 +390,13 @@ class BalancedBatches:
 
 
 def batch_features(fs: FeatureSet, normal: list[int], abnormal: list[int], generator: torch.Generator,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack a batch, one random crop per video -> x (B, T, D) float32, y (B,)."""
+                   device: torch.device, views: str = "sample") -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack a batch -> x, y (B,). ``views`` "sample": one random crop per video, x (B, T, D) float32;
+    "max": every view, x (B, V, T, D) (regions of the frame, scored by ``AnomalyGCN.forward_views``)."""
     idx = torch.tensor(normal + abnormal)
+    if views == "max":
+        x = fs.feats[idx].permute(0, 2, 1, 3).float()   # (B, V, T, D)
+        return x.to(device), fs.labels[idx].to(device)
     crop = torch.randint(fs.crops, (len(idx),), generator=generator)
     x = fs.feats[idx, :, crop].float()              # (B, T, D)
     return x.to(device), fs.labels[idx].to(device)
@@ -440,10 +473,11 @@ def training_step(model, x, y, n_normal: int, memories: dict, cfg: TrainConfig,
                   generator: torch.Generator, truth: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Forward one balanced batch and return the total loss (eq. 3) and its parts for the log.
 
-    x: (B, T, D) with the n_normal normal videos first; y: (B,). truth: (B, T) per-segment anomaly
-    truth when the data root has it (``load_segment_truth``): only measured (``diagnostics``), never trained on.
+    x: (B, T, D), or (B, V, T, D) for every view (``--views max``), with the n_normal normal videos
+    first; y: (B,). truth: (B, T) per-segment anomaly truth when the data root has it
+    (``load_segment_truth``): only measured (``diagnostics``), never trained on.
     """
-    out = model(x)
+    out = model(x) if x.dim() == 3 else model.forward_views(x)
     parts, boost = {}, None
     l_bc = torch.zeros((), device=x.device)
     if cfg.bc or cfg.bcg:
@@ -505,7 +539,7 @@ def validate(model, fs: FeatureSet, indices: list[int], device: torch.device) ->
     video_scores, losses = [], []
     for i in indices:
         x = fs.feats[i].permute(1, 0, 2).float().to(device)                # (crops, T, D)
-        s = model(x)["scores"].mean(0, keepdim=True)                        # (1, T)
+        s = model.clip_scores(x)[None]                                      # (1, T)
         k = kmax_k(s.shape[1])
         video_scores.append(float(torch.topk(s, k, dim=1).values.mean()))
         losses.append(float(kmax_loss(s, fs.labels[i:i + 1].to(device))))
@@ -599,7 +633,9 @@ def train(cfg: TrainConfig) -> Path:
     fs = load_training_set(videos, cfg.T, cfg.feature_dim, cfg.quiet,
                            cache_dir=Path(cfg.data_root) / CACHE_DIR if cfg.cache else None)
     in_dim = fs.feats.shape[-1]
-    extractor = extractor_meta(videos)
+    extractor = extractor_meta(videos, Path(cfg.features) if cfg.features else
+                               (root / "features" if (root / "features").is_dir() else root))
+    cfg = replace(cfg, views=resolve_views(cfg.views, extractor))
     train_idx, val_idx = split_validation(fs.labels, cfg.val_fraction, gen)
     warn_small_validation(fs.labels, val_idx)
     batches = BalancedBatches(fs.labels, train_idx, cfg.batch_size, gen)
@@ -648,7 +684,7 @@ def train(cfg: TrainConfig) -> Path:
         t0, sums, counts, n = time.time(), {}, {}, 0
         bar = progress(batches, cfg.quiet, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
         for normal, abnormal in bar:
-            x, y = batch_features(fs, normal, abnormal, gen, device)
+            x, y = batch_features(fs, normal, abnormal, gen, device, cfg.views)
             truth = seg_truth[torch.tensor(normal + abnormal)] if seg_truth is not None else None
             loss, parts = training_step(model, x, y, len(normal), memories, cfg, kgen, truth)
             if not torch.isfinite(loss):
@@ -776,6 +812,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper-literal", action="store_true",
                    help=f"the paper's literal forms where ours differ: {literal_flags()} (overrides those flags). "
                         f"It keeps what the paper leaves open: {LITERAL_KEEPS}")
+    p.add_argument("--views", default=d.views, choices=("auto",) + VIEWS,
+                   help="how the views of a clip (the crop axis of the features) make its score: 'max' scores "
+                        "every region of --coverage grid features and keeps the most anomalous (spatial MIL: an "
+                        "anomaly is often small); 'sample' trains on one random crop per video and averages the "
+                        "crops at test (RTFM's 10 crops); auto: max for grid features, else sample")
+    p.add_argument("--video-centre", action=argparse.BooleanOptionalAction, default=d.video_centre,
+                   help="give the network each segment beside its deviation from its own video's median "
+                        "(ours; the deviation localises, the absolute part keeps wholly anomalous videos); "
+                        "--no-video-centre: the features alone, as the paper")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=d.standardize,
                    help="z-score each feature dimension with the training videos' statistics (stored in the "
                         "model, so evaluate and detect apply them); without it raw I3D-like features train "

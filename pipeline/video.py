@@ -75,6 +75,24 @@ def frame_images(folder: PathLike) -> List[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+def numbering_gaps(folder: PathLike, images: Sequence[Path]) -> Optional[str]:
+    """A message when the numbered images of a frame folder skip numbers (000.jpg, 001.jpg, 003.jpg:
+    an image is missing, so later frames are timed one frame early), else None. Names without a
+    number, or numbers that do not increase, are not judged."""
+    nums = []
+    for p in images:
+        m = re.search(r"(\d+)\D*$", p.stem)
+        if m is None:
+            return None
+        nums.append(int(m.group(1)))
+    gaps = [(a, b) for a, b in zip(nums, nums[1:]) if b - a > 1]
+    if not gaps or any(b <= a for a, b in zip(nums, nums[1:])):
+        return None
+    missing = sum(b - a - 1 for a, b in gaps)
+    return (f"{folder}: the image numbers skip {missing} frame(s) ({len(gaps)} gap(s), first from "
+            f"{gaps[0][0]} to {gaps[0][1]}): the images are taken as consecutive frames")
+
+
 def is_frame_folder(path: PathLike) -> bool:
     """A folder holding image files, no video file and no subfolder: one video, its frames in name
     order. (A folder with subfolders is searched instead: a stray image beside ``Test001/`` ...
@@ -120,6 +138,33 @@ def find_videos(root: PathLike) -> List[Path]:
         found.extend(d / n for n in filenames if is_video_file(n) and not n.startswith(".")
                      and (d / n).is_file())
     return sorted(found)
+
+
+#: How every command reports a folder of :func:`empty_folders`.
+EMPTY_FOLDER = (f"empty folder: no video files ({' '.join(VIDEO_EXTENSIONS)}) or images "
+                f"({' '.join(IMAGE_EXTENSIONS)}) in it")
+
+
+def empty_folders(roots: Sequence[PathLike], exclude: Sequence[PathLike] = ()) -> List[Path]:
+    """Folders among or below ``roots`` that cannot be a video and hold nothing to search: an input
+    folder in which :func:`find_videos` finds nothing, and every folder below an input with no
+    entry at all (hidden ones aside), e.g. a camera's folder or a frame folder whose files are
+    missing. Every command reports them by name as failed instead of skipping them silently.
+    ``exclude``: folders that are not inputs (the command's own --out, when it lies among them)."""
+    skip = {Path(p).resolve() for p in exclude}
+    found: List[Path] = []
+    for root in map(Path, roots):
+        if not root.is_dir() or is_frame_folder(root):
+            continue
+        if not find_videos(root):
+            found.append(root)
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+            if (not dirnames and not any(not n.startswith(".") for n in filenames)
+                    and Path(dirpath).resolve() not in skip):
+                found.append(Path(dirpath))
+    return found
 
 
 def video_key(video: PathLike, root: PathLike) -> str:
@@ -227,6 +272,7 @@ class FrameStream:
         self.src_size: Optional[Tuple[int, int]] = None
         self.out_size: Optional[Tuple[int, int]] = None
         self.error: Optional[str] = None
+        self.warning: Optional[str] = None         # frame folders: missing image numbers
         self.frames_expected = 0  # from the container header; 0 when unknown
         self.header_frames = 0    # the stream's frame count in the header; 0 when not given
         self.header_seconds = 0.0  # the duration the header announces; 0 when unknown
@@ -357,12 +403,15 @@ class FrameStream:
         if not images:
             raise VideoError(f"{self.path}: a folder without images (looked for {' '.join(IMAGE_EXTENSIONS)})")
         self.frame_folder = True
+        self.warning = numbering_gaps(self.path, images)
         self.fps = self.image_fps
         self.header_frames = self.frames_expected = len(images)
         self.header_seconds = len(images) / self.fps
         for img in images:
             try:
                 with av.open(str(img)) as c:
+                    # a truncated or damaged image is an error, not FFmpeg's concealed partial picture
+                    c.streams.video[0].codec_context.options = {"err_detect": "explode"}
                     frame = next(c.decode(video=0))
                     if self.src_size is not None and (frame.width, frame.height) != self.src_size:
                         raise VideoError(f"{img}: {frame.width}x{frame.height}, but the folder's first image "
@@ -372,7 +421,8 @@ class FrameStream:
             except VideoError:
                 raise
             except Exception as exc:
-                raise VideoError(f"{img}: cannot read image ({type(exc).__name__}: {exc})") from exc
+                raise VideoError(f"{img}: the image does not decode completely (truncated or damaged file; "
+                                 f"{type(exc).__name__}: {exc})") from exc
             self.times.append(round(self.frames / self.fps, 6))
             self.first_time = 0.0
             self.last_time = self.times[-1]
@@ -433,6 +483,73 @@ def crop_boxes(height: int, width: int, crop: int, crops: int) -> List[Tuple[int
         raise ValueError(f"crops must be 1 or 10, not {crops}")
     five = [(0, 0), (0, width - crop), (height - crop, 0), (height - crop, width - crop), center]
     return [(t, l, False) for t, l in five] + [(t, l, True) for t, l in five]
+
+
+#: What of each frame the network sees: the whole resized frame (pooled once, or per region of a
+#: grid over it), its centre crop, or ten crops.
+COVERAGES = ("grid", "full", "center", "ten")
+COVERAGE_CROPS = {"grid": None, "full": 1, "center": 1, "ten": 10}
+DEFAULT_GRID = (2, 2)
+#: pipeline.extract's coverage when neither --coverage nor --crops is given (README, "Choices").
+DEFAULT_COVERAGE = "grid"
+
+
+def parse_grid(text) -> Tuple[int, int]:
+    """'2x2' -> (2, 2): rows x columns of regions of the frame."""
+    try:
+        rows, cols = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"grid must be ROWSxCOLS such as 2x2, not {text!r}") from None
+    if not (1 <= rows <= 8 and 1 <= cols <= 8):
+        raise ValueError(f"grid {text!r}: rows and columns must be 1-8")
+    return rows, cols
+
+
+def coverage_of(record: dict) -> str:
+    """The coverage an extractor record describes; records written before coverage existed
+    name only ``crops``: 1 was the centre crop, 10 ten crops."""
+    if record.get("coverage"):
+        return record["coverage"]
+    return "ten" if record.get("crops") == 10 else "center"
+
+
+def coverage_text(record: dict) -> str:
+    """'the whole frame' / 'the centre 224 crop' / '10 crops of 224', for messages."""
+    cov = coverage_of(record)
+    if cov == "full":
+        return "the whole frame"
+    if cov == "grid":
+        return f"the whole frame in {record.get('grid')} regions"
+    size = record.get("crop_size")
+    return f"the centre {size} crop" if cov == "center" else f"10 crops of {size}"
+
+
+def clip_views(x, coverage: str, crop: int):
+    """What the network sees of a batch of clips, on whatever device ``x`` lives.
+
+    x: (B, T, H, W, 3) uint8 tensor  ->  (B, views, 3, T, h, w) uint8 tensor: the whole frame
+    (coverage "full": views 1, h x w = H x W), the centre crop ("center": 1, crop x crop) or
+    ten crops ("ten": 10, crop x crop, torchvision ten_crop order). "grid" sees the whole frame as
+    "full" does; its regions are pooled from the network's feature map (``pool_regions``).
+    """
+    if coverage not in COVERAGE_CROPS:
+        raise ValueError(f"coverage must be one of {COVERAGES}, not {coverage!r}")
+    if coverage in ("full", "grid"):
+        return x.permute(0, 4, 1, 2, 3).unsqueeze(1)   # (B, 1, 3, T, H, W)
+    return crop_clips(x, crop, COVERAGE_CROPS[coverage])
+
+
+def pool_regions(fmap, grid: Tuple[int, int]):
+    """Average a feature map over each region of a rows x cols grid (and over time).
+
+    fmap: (N, D, t, h, w) -> (N, rows * cols, D), regions in row-major order (top-left first).
+    Region edges are adaptive pooling's (floor / ceil of i * h / rows), so a map smaller than the
+    grid still gives every region a value.
+    """
+    import torch.nn.functional as F
+
+    r = F.adaptive_avg_pool3d(fmap.float(), (1, grid[0], grid[1]))   # (N, D, 1, rows, cols)
+    return r.flatten(2).transpose(1, 2)                               # (N, rows * cols, D)
 
 
 def crop_clips(x, crop: int, crops: int):

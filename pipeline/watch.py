@@ -50,17 +50,23 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional, Sequence
 
-import numpy as np
-import torch
+#: When this module was loaded: for ``python -m pipeline.watch``, about when the process started, so
+#: that ``--duration`` counts the start-up (torch, the model) too.
+LOADED = time.monotonic()
 
-from .cli import HelpFormatter, user_message
+from pathlib import Path  # noqa: E402
+from typing import Any, Deque, Dict, List, Optional, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .cli import HelpFormatter, check_device, user_message
 from .detect import (DEFAULT_MERGE_GAP, DEFAULT_MIN_DURATION, DEFAULT_THRESHOLD, EXTRACTOR_FLAGS, RUNTIME_FLAGS,
                      CheckpointError, add_extractor_flags, check_extractor, find_intervals, resolve_extractor)
 from .evaluate import load_model, score_clips
 from .metrics import CLIP_LEN
+from .video import coverage_text
 from . import stream as S
 
 DEFAULT_WINDOW = 32             # clips in the causal window
@@ -188,6 +194,10 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: Seconds ``watch --duration`` may run past its duration while it stops readers and writes the end rows.
+GRACE_S = 0.5
+
+
 class JsonLines:
     """One JSON object a line, written and flushed under a lock (reader threads emit events too)."""
 
@@ -197,12 +207,13 @@ class JsonLines:
         self.f = open(path, "a", buffering=1, encoding="utf-8") if path else sys.stdout
         self.counts: Dict[str, int] = collections.Counter()
         self.broken = False                      # the output pipe was closed: watch stops
+        self.closed = False
 
     def write(self, obj: dict) -> None:
         line = json.dumps(obj, separators=(",", ":"))
         with self.lock:
             self.counts[obj.get("event", "?")] += 1
-            if self.broken:
+            if self.broken or self.closed:      # a reader left behind by --duration may still emit
                 return
             try:
                 self.f.write(line + "\n")
@@ -212,6 +223,7 @@ class JsonLines:
 
     def close(self) -> None:
         with self.lock:
+            self.closed = True
             try:
                 self.f.flush()
             except BrokenPipeError:
@@ -404,18 +416,26 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
           backoff: float = S.DEFAULT_BACKOFF, max_backoff: float = S.DEFAULT_MAX_BACKOFF,
           max_retries: Optional[int] = None, on_alert: Optional[str] = None, save_clips: Optional[str] = None,
           save_before: float = 5.0, save_after: float = 5.0, extractor_flags: Optional[dict] = None,
-          quiet: bool = False, duration: Optional[float] = None) -> dict:
+          quiet: bool = False, duration: Optional[float] = None, started: Optional[float] = None) -> dict:
     """Watch ``sources`` ([(name, source)], see :func:`pipeline.stream.name_sources`) until every stream
-    has ended, a signal arrives or ``duration`` seconds have passed; returns per-stream counts."""
+    has ended, a signal arrives or ``duration`` seconds have passed; returns per-stream counts.
+
+    ``duration`` is wall-clock time from this call (or from ``started``, a ``time.monotonic()``): watch returns within about a second of it (GRACE_S)
+    whatever the sources do; a reader still blocked then (opening, a silent source, a reconnect wait)
+    is left behind and its unfinished clip is not scored; the end rows and the last line say so."""
+    t_start = time.monotonic() if started is None else started
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
     if min_duration < 0 or merge_gap < 0:
         raise ValueError("--min-duration and --merge-gap must be >= 0")
     if window < 1 or batch_size < 1:
         raise ValueError("--window and --batch-size must be >= 1")
+    if duration is not None and not duration > 0:
+        raise ValueError(f"--duration must be > 0 seconds, got {duration:g}")
     for _, src in sources:
         if S.classify(src) == "file" and not Path(src.replace("file://", "")).exists():
             raise FileNotFoundError(f"{src}: no such file")
+    check_device(device)                                    # before the checkpoint and any output
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     try:
@@ -426,8 +446,8 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
     log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     fm = fx.meta
     log(f"checkpoint {meta['path']}; extractor {fm['profile']} "
-        f"{'random weights' if fm.get('random_init') else fm.get('weights')}, {fm['crops']} crop(s) of "
-        f"{fm['crop_size']} from short side {fm['short_side']}; causal window {window} clips; device {dev}, "
+        f"{'random weights' if fm.get('random_init') else fm.get('weights')}, {coverage_text(fm)} "
+        f"from short side {fm['short_side']}; causal window {window} clips; device {dev}, "
         f"runtime {fm['runtime']} {fm['precision']}")
     for n in notes:
         log(f"note: {n}")
@@ -441,7 +461,7 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
     hub = S.Hub(max_pending)
     readers = []
     for name, src in sources:
-        readers.append(S.StreamReader(name, src, hub, out.write, fm["short_side"], fm["crop_size"], fm["tail"],
+        readers.append(S.StreamReader(name, src, hub, out.write, fm["short_side"], fm["crop_size"] or 0, fm["tail"],
                                       realtime, open_timeout, stall_timeout, backoff, max_backoff, max_retries,
                                       on_frame=recorder.frame_hook(name) if recorder else None))
     watcher = Watcher(model, fx, dev, out, window, threshold, min_duration, merge_gap, max_interval,
@@ -449,25 +469,34 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
     stop = _Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} \
         if threading.current_thread() is threading.main_thread() else {}
-    t_end = time.monotonic() + duration if duration else None
+    t_end = t_start + duration if duration else None
     for r in readers:
         r.start()
     try:
         while stop.signal is None and not out.broken and not (t_end and time.monotonic() > t_end):
-            items = hub.take(batch_size, timeout=0.2)
+            items = hub.take(batch_size, timeout=0.2 if t_end is None else
+                             max(0.0, min(0.2, t_end - time.monotonic())))
             if items:
                 watcher.handle(items)
             elif hub.done():
                 break
             alert.reap()
     finally:
+        timed_out = bool(t_end and time.monotonic() > t_end)
+        failed = [r for r in readers if r.fatal]
         why = (f"signal {stop.signal}" if stop.signal else "output closed" if out.broken else
-               "duration reached" if t_end and time.monotonic() > t_end else "end of streams")
+               f"--duration {duration:g} s reached" if timed_out else
+               "end of streams" if not failed else
+               f"every stream ended, {len(failed)} of {len(readers)} on an error")
         hub.stop()
         for r in readers:
             r.stop()
-        for r in readers:                 # a reader blocked in a read returns within the stall timeout
-            r.join(timeout=stall_timeout + 1.0)
+        for r in readers:                 # a reader blocked in a read returns within the stall timeout;
+            left = stall_timeout + 1.0    # with --duration, no later than GRACE_S after it
+            if t_end is not None:
+                left = max(0.0, min(left, t_end + GRACE_S - time.monotonic()))
+            r.join(timeout=left)
+        abandoned = {r.stream for r in readers if r.is_alive()}
         watcher.shutdown(why)
         if recorder is not None:
             recorder.close()
@@ -481,13 +510,18 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
                        connections=r.stats.connections, gaps=r.stats.gaps, intervals=st.intervals if st else 0,
                        latency_p50_s=round(lat[len(lat) // 2], 4) if lat else None,
                        latency_max_s=round(lat[-1], 4) if lat else None)
+            if r.stream in abandoned:
+                row["unfinished"] = "still opening or reading when the time ran out; its last partial clip is not scored"
             out.write(row)
             result[r.stream] = dict(row, error=r.fatal)
         out.close()
         for s, h in old.items():
             signal.signal(s, h)
-    log(f"watch ended ({why}): " + "; ".join(f"{k}: {v['scored']} clips scored, {v['dropped']} dropped, "
-                                               f"{v['gaps']} gaps, {v['intervals']} intervals" for k, v in result.items()))
+    log(f"watch ended ({why}) after {time.monotonic() - t_start:.1f} s: "
+        + "; ".join(f"{k}: {v['scored']} clips scored, {v['dropped']} dropped, {v['gaps']} gaps, "
+                    f"{v['intervals']} intervals" + (f" (error: {v['error']})" if v["error"] else "")
+                    + (" (still waiting for data: left unfinished)" if k in abandoned else "")
+                    for k, v in result.items()))
     return dict(streams=result, signal=stop.signal)
 
 
@@ -558,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = watch(S.name_sources(pairs), a.checkpoint, a.jsonl, a.window, a.threshold, a.min_duration,
                     a.merge_gap, a.max_interval, a.realtime, a.device, a.batch_size, a.max_pending,
                     a.open_timeout, a.stall_timeout, a.backoff, a.max_backoff, a.max_retries, a.on_alert,
-                    a.save_clips, a.save_before, a.save_after, flags, a.quiet, a.duration)
+                    a.save_clips, a.save_before, a.save_after, flags, a.quiet, a.duration, started=LOADED)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError, OSError) as e:
         print(f"error: {user_message(e)}", file=sys.stderr)
         return 2

@@ -56,6 +56,7 @@ def test_demo_tiny_runs_every_stage(tmp_path, capsys):
     last = printed.strip().splitlines()[-1]
     assert re.fullmatch(r"demo AUC: \d\.\d{3} \(AP \d\.\d{3}\)", last), last
     assert "RANDOM weights" in printed
+    assert "does not record how its training features were extracted" not in printed   # issue 23: class folders
     summary = json.loads((out / "summary.json").read_text())
     assert summary["random_weights"] is True and 0.0 <= summary["auc"] <= 1.0
     assert Path(summary["plot"]).stat().st_size > 5000

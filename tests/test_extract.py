@@ -113,6 +113,36 @@ def test_features_equal_network_by_hand(videos, tmp_path):
         ext.extract(videos / "empty.mp4")
 
 
+def test_whole_frame_is_the_default_and_equals_the_network_by_hand(videos, tmp_path):
+    """No coverage flag: the whole resized frame (43 x 32 for a 63 x 47 video) goes through the
+    network, recorded as coverage 'full'; --coverage center gives the old centre-crop features."""
+    video = videos / "sub" / "odd.AVI"
+    assert main([str(video), "--out", str(tmp_path / "full"), "--workers", "1", *TINY]) == 0
+    got = np.load(tmp_path / "full" / "odd.npy")                        # (2, 1, 2048)
+    row = read_manifest(tmp_path / "full")["odd"]
+    assert (row["coverage"], row["crops"], row["crop_size"]) == ("full", 1, None)
+    ext = FeatureExtractor(random_init=True, seed=0, coverage="full", short_side=32, device="cpu")
+    frames = list(FrameStream(video, short_side=32))
+    assert frames[0].shape == (32, 43, 3)
+    frames += [frames[-1]] * (-len(frames) % 16)
+    clips = torch.from_numpy(np.stack(frames)).reshape(-1, 16, 32, 43, 3)
+    x = (clips.permute(0, 4, 1, 2, 3).float() / 255 - 0.45) / 0.225    # (N, 3, 16, 32, 43)
+    with torch.no_grad():
+        want = ext.model(x).numpy()[:, None]                           # (N, 1, 2048)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert main([str(video), "--out", str(tmp_path / "center"), "--coverage", "center", "--workers", "1",
+                 *TINY]) == 0
+    centre = np.load(tmp_path / "center" / "odd.npy")
+    assert read_manifest(tmp_path / "center")["odd"]["coverage"] == "center"
+    assert centre.shape == got.shape and not np.allclose(centre, got)
+
+
+def test_contradicting_coverage_flags_are_refused(videos, tmp_path, caplog):
+    rc = main([str(videos / "a.mp4"), "--out", str(tmp_path / "o"), "--coverage", "full", "--crops", "10", *TINY])
+    assert rc == 2 and "--coverage full contradicts --crops 10" in caplog.text
+    assert not (tmp_path / "o").exists()
+
+
 def test_rerun_skips_finished_and_overwrite_redoes(pad_run, videos):
     out, _ = pad_run
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")}

@@ -280,3 +280,40 @@ def test_model_standardisation_buffers_travel_in_state_dict():
     m2 = AnomalyGCN(in_dim=4, dropout=0.0).eval()
     m2.load_state_dict(m.state_dict())
     assert torch.equal(m2.feature_std, torch.full((4,), 2.0)) and not torch.equal(m2(x)["scores"], before)
+
+
+# ----------------------------------------------------------------------------- issue 22: views, centring
+
+def test_video_centred_input_by_hand():
+    from pipeline.model import video_centred_input
+    x = torch.tensor([[[1.0, 0.0], [3.0, 5.0], [10.0, 1.0]]])              # (1, 3, 2): medians 3 and 1
+    want = torch.tensor([[[1.0, 0.0, -2.0, -1.0], [3.0, 5.0, 0.0, 4.0], [10.0, 1.0, 7.0, 0.0]]])
+    assert torch.equal(video_centred_input(x), want)
+
+
+def test_pool_regions_by_hand():
+    from pipeline.video import pool_regions
+    fmap = torch.arange(16.0).reshape(1, 1, 1, 4, 4)                      # one channel, one time step
+    # 2 x 2 grid: the four 2 x 2 quadrants, row-major
+    assert pool_regions(fmap, (2, 2)).flatten().tolist() == [2.5, 4.5, 10.5, 12.5]
+    assert pool_regions(fmap, (1, 1)).flatten().tolist() == [7.5]          # = the whole-frame mean
+
+
+def _views_model(views):
+    torch.manual_seed(0)
+    return AnomalyGCN(in_dim=3, fc_dim=4, gcn_dims=(3, 2), dropout=0.0, adjacency="none", views=views).eval()
+
+
+def test_views_max_is_the_most_anomalous_view_and_sample_averages_probabilities():
+    x = torch.randn(2, 3, 5, 3)                                             # (B, V, T, D)
+    per_view = torch.stack([_views_model("max")(x[:, v])["logits"] for v in range(3)], 1)   # (B, V, T)
+    m = _views_model("max")
+    out = m.forward_views(x)
+    assert torch.allclose(out["logits"], per_view.max(1).values)
+    best = per_view.argmax(1)                                               # (B, T)
+    fc_views = torch.stack([m(x[:, v])["fc"] for v in range(3)], 1)         # (B, V, T, 4)
+    assert torch.allclose(out["fc"][0, 2], fc_views[0, best[0, 2], 2])      # the winning view's activations
+    assert torch.allclose(m.clip_scores(x[0]), torch.sigmoid(per_view[0].max(0).values))
+    s = _views_model("sample")
+    assert torch.allclose(s.forward_views(x)["scores"], torch.sigmoid(per_view).mean(1), atol=1e-6)
+    assert torch.allclose(s.clip_scores(x[0]), torch.sigmoid(per_view[0]).mean(0))

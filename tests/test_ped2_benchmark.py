@@ -90,9 +90,10 @@ def test_end_to_end_table_cache_and_rerun(standin, capsys):
     # step 4: the table
     table = md.read_text()
     assert table.strip() in first
-    for line in ("| defaults (the graph backbone) | (none) |", "| plain MIL | `--adjacency none` |",
-                 "| distance to normal (untrained) | (untrained) |", "| defaults (the graph backbone) - plain MIL (paired) |",
-                 "| configuration | tevad | r0 |"):
+    for line in ("| defaults (the graph backbone) | grid | (none) |", "| plain MIL | grid | `--adjacency none` |",
+                 "| distance to normal (untrained) | grid | (untrained) |",
+                 "| defaults (the graph backbone) - plain MIL (paired) | grid |",
+                 "| AUC (%) | AP (%) | AUC in anomalous videos (%) |", "| configuration | tevad | r0 |"):
         assert line in table
     assert "1 pairs |" in table and f"{100 * dist['tevad']:.1f}" in table
 

@@ -174,12 +174,16 @@ function drawAxes(ctx, pad, pw, ph, f0, f1, fps, clock) {
     const raw = (t1 - t0) / most, p10 = Math.pow(10, Math.floor(Math.log10(Math.max(1, raw))));
     step = [1, 2, 5, 10].map(m => m * p10).find(s => s >= raw) || 10 * p10;
   }
-  ctx.textAlign = "center"; ctx.textBaseline = "top";
+  ctx.textBaseline = "top";
+  const right = ctx.canvas.clientWidth || (pad.l + pw + pad.r);
   for (let t = Math.ceil(t0 / step) * step; t <= t1 + 1e-9; t += step) {
     const x = clock ? pad.l + (clock.frameAt(t) - f0) / Math.max(1, f1 - f0) * pw   // frames are linear
                     : pad.l + (t - t0) / Math.max(1e-9, t1 - t0) * pw;
     ctx.beginPath(); ctx.moveTo(x, pad.t + ph); ctx.lineTo(x, pad.t + ph + 3); ctx.stroke();
-    ctx.fillText(fps > 0 ? fmtTime(t) : String(Math.round(t)), x, pad.t + ph + 5);
+    const text = fps > 0 ? fmtTime(t) : String(Math.round(t)), half = ctx.measureText(text).width / 2;
+    // a label that would stick out of the canvas (the last one, at the right edge) is kept inside it
+    ctx.textAlign = x + half > right ? "right" : x - half < 0 ? "left" : "center";
+    ctx.fillText(text, ctx.textAlign === "right" ? right - 1 : ctx.textAlign === "left" ? 1 : x, pad.t + ph + 5);
   }
 }
 

@@ -37,7 +37,7 @@
   D.videos.forEach((v, i) => {
     const spark = el("canvas", {class: "spark"});
     const tr = el("tr", {onclick: () => { location.hash = "video=" + encodeURIComponent(v.name); }},
-      el("td", {class: "num"}, i + 1), el("td", {class: "name", title: v.file}, v.name),
+      el("td", {class: "num"}, i + 1), el("td", {class: "name", title: v.file ? `${v.name} (${v.file})` : v.name}, v.name),
       el("td", {class: "num"}, v.max_score.toFixed(3), spark), el("td", {class: "num"}, v.intervals.length),
       el("td", {class: "num"}, fmtTime(v.duration_s)));
     rows.push(tr);
