@@ -59,7 +59,7 @@ def test_precision_auto_follows_native_bf16(monkeypatch):
 
 def test_runtime_and_precision_never_refuse_a_checkpoint():
     """How the network runs is this machine's choice; what it computes (pixels, weights) is compared."""
-    trained = dict(profile="inception", random_init=True, seed=0, crops=1, short_side=32, crop_size=32,
+    trained = dict(profile="inception", random_init=True, seed=0, coverage="center", crops=1, short_side=32, crop_size=32,
                    norm="minus1to1", tail="pad", clip_len=16, feature_dim=1024, precision="fp32",
                    runtime="torch")
     kw, _ = resolve_extractor(trained, dict(runtime="openvino", precision="bf16", profile=None))
