@@ -173,6 +173,8 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
     kw: dict[str, Any] = {}     # every recorded setting the extractor takes (a new one needs no change here)
     for key in inspect.signature(FeatureExtractor.__init__).parameters:
         if key not in NOT_FROM_RECORD and trained.get(key) is not None:
+            if key == "crops" and trained.get("coverage") in ("grid", "full"):
+                continue        # the coverage (and grid) give the count: a grid's 4 is no --crops value
             kw[key] = trained[key]
     kw.update(runtime)
     if trained.get("random_init"):
