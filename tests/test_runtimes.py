@@ -96,3 +96,15 @@ def test_features_match_torch_fp32(runtime, precision, least):
         assert cosine(a, b).min() >= least
         if precision == "fp32":
             assert np.abs(a - b).max() <= 1e-4 * max(1.0, np.abs(a).max())
+
+
+def test_grid_record_builds_its_extractor():
+    """A grid checkpoint records crops = regions (4); that count is not passed back as --crops."""
+    trained = dict(profile="inception", random_init=True, seed=0, coverage="grid", grid="2x2", crops=4,
+                   short_side=32, crop_size=None, norm="minus1to1", tail="pad", clip_len=16, feature_dim=1024,
+                   precision="fp32", runtime="torch")
+    kw, _ = resolve_extractor(trained, dict(runtime="torch", precision="fp32"))
+    assert "crops" not in kw
+    fx = FeatureExtractor(device="cpu", **kw)
+    assert fx.crops == 4
+    check_extractor(trained, fx.meta)
