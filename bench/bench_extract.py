@@ -36,6 +36,7 @@ RESULTS = []
 
 def report(**kw):
     kw.setdefault("machine", f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpu")
+    kw.setdefault("load_avg", [round(v, 2) for v in os.getloadavg()])
     RESULTS.append(kw)
     print(json.dumps(kw), flush=True)
 
@@ -151,6 +152,9 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, default=None, help="append results to this file")
     ap.add_argument("--minutes", type=int, nargs="+", default=[6, 60], help="memory: video lengths")
     args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from machine import machine
+    report(bench="machine", when="start", **machine())      # dense peak in the same run (bench/machine.py)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if args.what in ("all", "decode"):
@@ -162,6 +166,7 @@ def main(argv=None):
             bench_e2e(tmp, rate)
         if args.what in ("all", "memory"):
             bench_memory(tmp, tuple(args.minutes))
+    report(bench="machine", when="end", **machine())
     if args.json:
         with open(args.json, "a") as f:
             for r in RESULTS:

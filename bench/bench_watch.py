@@ -15,6 +15,14 @@ released at 25 fps, as a camera sends them) to get the **end-to-end latency** of
 (its last frame decoded -> its score computed; ``latency_s`` of the JSON lines): p50, p95, max, and
 the fraction of clips dropped to keep it bounded (``--max-pending 1``, one clip per forward).
 
+live: a real checkpoint (``--checkpoint``, e.g. trained on real Ped2 features) on a video made of the
+real UCSD Ped2 frames (``--frames``: the test folders back to back, looped to ``--seconds``, H.264
+at 25 fps), on the runtime / precision of ``--runtime`` / ``--precision`` (passed to watch): (1) a
+replay of the first ``--replay-seconds`` -> RTF, from first to last score (model loading excluded);
+(2) the whole video with ``--realtime`` (``--max-pending 2``, watch's default) -> clips scored and
+dropped, latency p50 / p95 / max. The machine's dense peak and load average are measured before
+and after (bench/machine.py).
+
 rss: one watch process on a long 64x48 25 fps video played with ``--realtime`` (short side 48,
 crop 48: cheap per clip, so it keeps up and every clip goes through decode, I3D, the causal window
 and the interval tracker; ``--save-clips`` on, so alert recordings are included), VmRSS of the
@@ -141,6 +149,67 @@ def latency(a) -> None:
               f"{r['latency_p95']:>6.2f} {r['latency_max']:>6.2f} {r['dropped']:>4}/{r['clips']}")
 
 
+def ped2_video(path: Path, frames: Path, seconds: float, fps: int = 25) -> Path:
+    """The Ped2 test frame folders back to back (looped) as one H.264 video of ``seconds`` (CRF 12)."""
+    import av
+
+    if path.exists():
+        return path
+    images = [im for f in sorted(p for p in frames.iterdir() if p.is_dir() and p.name.startswith("Test"))
+              for im in sorted(f.glob("*.jpg"))]
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    with av.open(str(tmp), "w") as out:
+        st = out.add_stream("libx264", rate=fps, options={"crf": "12"})
+        for i in range(int(seconds * fps)):
+            with av.open(str(images[i % len(images)])) as c:
+                img = next(c.decode(video=0)).to_ndarray(format="rgb24")
+            if i == 0:
+                st.width, st.height, st.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
+            for p in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(p)
+        for p in st.encode():
+            out.mux(p)
+    tmp.replace(path)
+    return path
+
+
+def live(a) -> None:
+    from datetime import datetime
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from machine import machine as peak
+
+    out = Path(a.out)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    before = peak()
+    print(json.dumps(dict(when="start", **before)), flush=True)
+    video = ped2_video(out / f"ped2_{a.seconds:g}s.mp4", Path(a.frames), a.seconds)
+    replay = ped2_video(out / f"ped2_{a.replay_seconds:g}s.mp4", Path(a.frames), a.replay_seconds)
+    base = ["--checkpoint", a.checkpoint, "--device", "cpu", "--runtime", a.runtime, "--precision", a.precision,
+            *a.extra.split()]
+    lines, _ = run_watch([str(replay), *base], out / "live_replay.jsonl", env)
+    sc = [l for l in lines if l["event"] == "score"]
+    ts = sorted(datetime.fromisoformat(l["wall"].replace("Z", "+00:00")).timestamp() for l in sc)
+    per_clip = (ts[-1] - ts[0]) / max(1, len(ts) - 1)
+    mid = peak()
+    lines, wall = run_watch([str(video), *base, "--realtime"], out / "live_rt.jsonl", env)
+    sc = [l for l in lines if l["event"] == "score"]
+    ends = [l for l in lines if l["event"] == "end"]
+    lat = np.array([l["latency_s"] for l in sc])
+    after = peak()
+    res = dict(checkpoint=a.checkpoint, runtime=a.runtime, precision=a.precision, extra=a.extra,
+               video_seconds=a.seconds, replay_seconds=a.replay_seconds, clip_s=round(per_clip, 4),
+               rtf=round(per_clip / (16 / 25), 3), scored=sum(e["scored"] for e in ends),
+               dropped=sum(e["dropped"] for e in ends), clips=sum(e["clips"] for e in ends),
+               drop_events=sum(l["event"] == "drop" for l in lines),
+               latency_p50=round(float(np.percentile(lat, 50)), 3),
+               latency_p95=round(float(np.percentile(lat, 95)), 3), latency_max=round(float(lat.max()), 3),
+               wall_s=round(wall, 1), machine_start=before, machine_mid=mid, machine_end=after,
+               threads=os.environ.get("OMP_NUM_THREADS"))
+    (out / "live.json").write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+
+
 def rss(a) -> None:
     out = Path(a.out)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -188,16 +257,24 @@ def main() -> None:
     l.add_argument("--seconds", type=float, default=30.0, help="length of the --realtime run")
     l.add_argument("--replay-seconds", type=float, default=12.8, help="length of the replay (RTF) run")
     l.add_argument("--batch-size", type=int, default=4)
+    v = sub.add_parser("live")
+    v.add_argument("--checkpoint", required=True)
+    v.add_argument("--frames", default="/work/shared/realdata/ucsd_ped2/frames")
+    v.add_argument("--seconds", type=float, default=600.0, help="length of the --realtime run")
+    v.add_argument("--replay-seconds", type=float, default=60.0, help="length of the replay (RTF) run")
+    v.add_argument("--runtime", default="auto")
+    v.add_argument("--precision", default="auto")
+    v.add_argument("--extra", default="", help="more watch flags, e.g. '--batch-size 2'")
     r = sub.add_parser("rss")
     r.add_argument("--seconds", type=float, default=3600.0)
     r.add_argument("--every", type=float, default=10.0)
     r.add_argument("--threshold", type=float, default=0.5)
-    for q in (l, r):
+    for q in (l, r, v):
         q.add_argument("--out", default="/tmp/bench_watch")
         q.add_argument("--device", default="cpu")
     a = p.parse_args()
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    latency(a) if a.cmd == "latency" else rss(a)
+    {"latency": latency, "rss": rss, "live": live}[a.cmd](a)
 
 
 if __name__ == "__main__":

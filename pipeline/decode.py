@@ -164,12 +164,17 @@ class DecodePool:
     Worker processes feed a bounded queue (``queue_size`` messages), so decoding runs ahead of
     the model by at most that many clip batches. A worker that dies (crash in FFmpeg, OOM kill)
     fails its current video and is replaced.
+
+    ``fork_safe``: False when this process runs threads that a forked child would inherit locked
+    (OpenVINO's and onnxruntime's thread pools: a forked decode worker then hangs on a futex);
+    workers are then spawned (a fresh interpreter, ~1 s to start) instead of forked.
     """
 
     def __init__(self, paths: Sequence[str], order: Sequence[int], cfg: Dict[str, Any],
-                 workers: int, queue_size: int):
+                 workers: int, queue_size: int, fork_safe: bool = True):
         self.paths, self.order, self.cfg, self.workers = list(paths), list(order), cfg, workers
         self.queue_size = queue_size
+        self.fork_safe = fork_safe
         self.procs: Dict[int, Any] = {}
 
     def __iter__(self) -> Iterator[tuple]:
@@ -177,7 +182,7 @@ class DecodePool:
             for vid in self.order:
                 yield from decode_messages(vid, self.paths[vid], self.cfg)
             return
-        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        ctx = mp.get_context("fork" if sys.platform.startswith("linux") and self.fork_safe else "spawn")
         tasks = ctx.Queue()
         out = ctx.Queue(maxsize=self.queue_size)
         for vid in self.order:

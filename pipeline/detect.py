@@ -72,9 +72,15 @@ from .video import DEFAULT_IMAGE_FPS, EMPTY_FOLDER, coverage_of, coverage_text, 
 DEFAULT_WINDOW = 2048           # clips
 DEFAULT_OVERLAP = 0.5
 
+#: How the network is computed, not what it computes: chosen here (--runtime, --precision), never
+#: taken from the checkpoint's record nor a reason to refuse it (torch / onnxruntime / OpenVINO,
+#: fp32 / bf16: features within the accuracy guard of issue 24, cosine >= 0.999 to fp32 and Ped2 AUC
+#: within 0.005; bench/RESULTS.md "Stage 1 on CPU").
+RUNTIME_FLAGS = ("runtime", "precision")
 #: FeatureExtractor arguments never taken from the checkpoint's record: where to run, how fast;
 #: weights, random_init and seed are resolved on their own (resolve_extractor).
-NOT_FROM_RECORD = ("self", "device", "batch_size", "threads", "channels_last", "weights", "random_init", "seed")
+NOT_FROM_RECORD = ("self", "device", "batch_size", "threads", "channels_last", "weights", "random_init", "seed",
+                   *RUNTIME_FLAGS)
 #: detect flag -> FeatureExtractor argument / meta key
 EXTRACTOR_FLAGS = {"profile": "profile", "weights": "weights", "random_init": "random_init",
                    "seed": "seed", "coverage": "coverage", "grid": "grid", "crops": "crops", "short_side": "short_side",
@@ -137,6 +143,7 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
     CheckpointError. Returns (kwargs, notes for the user).
     """
     given = {k: v for k, v in flags.items() if v is not None and v is not False}
+    runtime = {k: given.pop(k) for k in RUNTIME_FLAGS if k in given}
     notes: list[str] = []
     if trained is not None:
         trained = dict(trained, coverage=coverage_of(trained))   # older records: from crops
@@ -145,7 +152,7 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
                      "extracting with " + (", ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items())
                                            or "the extractor's defaults")
                      + " -- make sure this matches its training features")
-        return given, notes
+        return dict(given, **runtime), notes
     bad = []
     for flag, value in given.items():
         if flag == "weights":
@@ -166,7 +173,10 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
     kw: dict[str, Any] = {}     # every recorded setting the extractor takes (a new one needs no change here)
     for key in inspect.signature(FeatureExtractor.__init__).parameters:
         if key not in NOT_FROM_RECORD and trained.get(key) is not None:
+            if key == "crops" and trained.get("coverage") in ("grid", "full"):
+                continue        # the coverage (and grid) give the count: a grid's 4 is no --crops value
             kw[key] = trained[key]
+    kw.update(runtime)
     if trained.get("random_init"):
         if given.get("weights"):
             raise CheckpointError(f"--weights {given['weights']}: the checkpoint was trained on features of an "
@@ -195,7 +205,7 @@ def check_extractor(trained: dict | None, meta: dict) -> None:
     if trained is None:
         return
     trained = dict(trained, coverage=coverage_of(trained))   # older records: from crops
-    rec = {k: v for k, v in trained.items() if v is not None and k != "videos_described"}
+    rec = {k: v for k, v in trained.items() if v is not None and k != "videos_described" and k not in RUNTIME_FLAGS}
     diff = record_diff(rec, {k: meta.get(k) for k in rec})
     if diff:
         raise CheckpointError("the extractor differs from the one the checkpoint was trained with ("
@@ -632,8 +642,11 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, out: str | Path
 
 # ----------------------------------------------------------------------------- CLI
 
-def add_extractor_flags(p: argparse.ArgumentParser) -> None:
-    """The extractor flags of detect and watch (EXTRACTOR_FLAGS): default None = as the checkpoint records."""
+def add_extractor_flags(p: argparse.ArgumentParser, precision_default: str = "fp32") -> None:
+    """The extractor flags of detect and watch (EXTRACTOR_FLAGS: default None = as the checkpoint records)
+    and the runtime flags (RUNTIME_FLAGS: this machine's choice)."""
+    from .runtimes import RUNTIMES
+
     g = p.add_argument_group("extractor (default: as recorded in the checkpoint; a contradicting value is refused)")
     g.add_argument("--weights", default=None, help="I3D weights file (needed when the recorded path is not on this machine "
                                                    "and the file is not in the torch hub cache; checked by sha256)")
@@ -650,6 +663,12 @@ def add_extractor_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--norm", default=None, choices=["kinetics", "minus1to1"], help="pixel normalisation")
     g.add_argument("--tail", default=None, choices=["pad", "drop"],
                    help="last partial clip: pad (repeat the last frame) or drop")
+    r = p.add_argument_group("how the network runs (free to choose: not compared with the checkpoint)")
+    r.add_argument("--runtime", default="auto", choices=list(RUNTIMES),
+                   help="auto = the fastest installed for the precision (CPU: openvino, then onnxruntime for fp32, then torch; GPU: torch); "
+                        "onnxruntime / openvino are optional (pip install onnxruntime openvino)")
+    r.add_argument("--precision", default=precision_default, choices=["fp32", "bf16", "auto"],
+                   help="network precision; auto = bf16 on a GPU or a CPU with native bf16 (avx512_bf16 / AMX)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -697,7 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    flags = {k: getattr(a, k) for k in EXTRACTOR_FLAGS}
+    flags = {k: getattr(a, k) for k in (*EXTRACTOR_FLAGS, *RUNTIME_FLAGS)}
     try:
         summary = detect(a.videos, a.checkpoint, a.out, a.threshold, a.min_duration, a.merge_gap, a.window,
                          a.overlap, a.device, a.overwrite, flags, a.batch_size, a.plot, a.quiet, a.html,

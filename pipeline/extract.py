@@ -41,6 +41,7 @@ from pipeline.extractor import FEATURE_DIM, FeatureExtractor  # noqa: F401
 from pipeline.featstore import (MANIFEST, SETTING_KEYS, NpyStreamWriter, SettingsMismatch,  # noqa: F401
                                 check_writable, compact_manifest, read_manifest)
 from pipeline.jobs import list_videos
+from pipeline.runtimes import RUNTIMES
 from pipeline.video import (COVERAGES, DEFAULT_COVERAGE, DEFAULT_GRID, DEFAULT_IMAGE_FPS, EMPTY_FOLDER, IMAGE_EXTENSIONS,
                             NORMS, VIDEO_EXTENSIONS, coverage_text, empty_folders, parse_grid)
 
@@ -140,8 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dtype of the saved features")
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:N (default: the GPU of this rank when there is one)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="fp32, or bf16 autocast (faster on GPU; moves features ~0.3%% from fp32)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="fp32, or bf16 (GPU; CPUs with avx512_bf16 / AMX: ~3x fp32 with --runtime openvino; "
+                        "moves features ~0.3%% from fp32); auto = bf16 where the device has it natively")
+    p.add_argument("--runtime", choices=list(RUNTIMES), default="auto",
+                   help="what computes the network (issue 24's --backend auto; --backend is where the work "
+                        "runs): torch, onnxruntime or openvino (CPU only, optional: pip install -e "
+                        "\".[cpu-runtimes]\"); auto = the fastest installed for --precision on this device "
+                        "(CPU: openvino, then onnxruntime for fp32, then torch; GPU: torch). Recorded in the manifest, not a setting: "
+                        "all compute the same features (bench/RESULTS.md, Stage 1 on CPU)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per forward, each with all its crops")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                    help="decode processes feeding a bounded queue; 0 = decode in the main process")
@@ -226,7 +234,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     kwargs = dict(profile=args.profile, weights=args.weights, random_init=args.random_init,
                   coverage=coverage, grid=args.grid, short_side=args.short_side, crop_size=args.crop_size,
                   norm=args.norm, tail=tail, batch_size=args.batch_size, dtype=args.dtype,
-                  precision=args.precision, seed=args.seed, threads=args.threads)
+                  precision=args.precision, seed=args.seed, threads=args.threads, runtime=args.runtime)
     if args.random_init:
         log.warning("--random-init: features come from an UNTRAINED network (tests/demos only)")
     if threading.current_thread() is not threading.main_thread():  # signals: main thread only
@@ -265,10 +273,10 @@ def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_ra
                 if torch.cuda.is_available():
                     device = f"cuda:{local_rank % torch.cuda.device_count()}"
             extractor = FeatureExtractor(device=device, **kwargs)
-            log.info("profile %s, weights %s (sha256 %s), %s, short side %d, tail %s, device %s, %s",
+            log.info("profile %s, weights %s (sha256 %s), %s, short side %d, tail %s, device %s, %s on %s",
                      extractor.profile, extractor.meta["weights"], extractor.meta["weights_sha256"],
                      coverage_text(extractor.meta), args.short_side, tail, extractor.device,
-                     extractor.precision)
+                     extractor.precision, extractor.runtime)
             counts = run(args.inputs, out_dir, extractor, workers=args.workers,
                          overwrite=args.overwrite, rank=rank, world=world,
                          progress=not args.no_progress, image_fps=args.fps)

@@ -5,8 +5,11 @@ Inception-I3D (inception).
 
 Used the same way by every backend (local decode workers, torchrun/SLURM ranks, Ray actors):
 uint8 clip batches go to the device, are cropped and normalised there and go through one forward
-for all crops. Precision is fp32 unless bf16 is asked for: bf16 autocast moves features by about
-0.3% (relative L2), so features meant to compare with public fp32 files stay fp32 by default.
+for all crops (:meth:`FeatureExtractor.forward`, on the runtime of ``pipeline.runtimes``: torch,
+onnxruntime or OpenVINO). Precision is fp32 unless bf16 is asked for: bf16 moves features by about
+0.3-1% (relative L2), so features meant to compare with public fp32 files stay fp32 by default.
+The runtime and precision are recorded in ``meta`` but are not extraction settings for detect and
+watch: they compute the same network on the same pixels (within the accuracy guard of issue 24).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from pipeline.decode import decode_messages
+from pipeline.runtimes import make_runner, resolve_runtime
 from pipeline.video import (CLIP_LEN, COVERAGE_CROPS, COVERAGES, DEFAULT_COVERAGE, DEFAULT_GRID, NORMS, VideoError, clip_views,
                             normalize, parse_grid, pool_regions)
 
@@ -23,11 +27,31 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_precision(precision: Optional[str], device_type: str) -> str:
-    """The autocast precision: as given, else fp32 on every device (bf16 is an opt-in)."""
+    """The precision: as given, else fp32 on every device (bf16 is an opt-in). "auto": bf16 on a GPU
+    and on a CPU with native bf16 (avx512_bf16 / AMX), else fp32 (what ``pipeline.watch`` uses)."""
     precision = precision or "fp32"
+    if precision == "auto":
+        from pipeline.runtimes import cpu_has_bf16
+        return "bf16" if device_type != "cpu" or cpu_has_bf16() else "fp32"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be fp32 or bf16, not {precision!r}")
+        raise ValueError(f"precision must be fp32, bf16 or auto, not {precision!r}")
     return precision
+
+
+def feature_map_module(model):
+    """The network up to the map its features pool (``model.feature_map``), as a module the runtimes
+    can trace: (N, 3, T, H, W) -> (N, D, t, h, w). Used by ``--coverage grid``."""
+    import torch.nn as nn
+
+    class FeatureMap(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m.feature_map(x)
+
+    return FeatureMap(model).eval()
 
 
 class FeatureExtractor:
@@ -53,7 +77,8 @@ class FeatureExtractor:
         device: "cpu", "cuda", "cuda:1", ...; None: the GPU when there is one.
         batch_size: clips per forward (each with all its crops).
         dtype: output dtype, "float32" or "float16".
-        precision: "fp32" or "bf16" (autocast); None: fp32 (bf16 is opt-in).
+        precision: "fp32", "bf16" or "auto" (bf16 where the device has it natively); None: fp32.
+        runtime: "auto", "torch", "onnxruntime" or "openvino" (pipeline.runtimes); None: auto.
         channels_last: use torch.channels_last_3d (None: yes; also faster on CPU here).
         threads: decoder threads for ``extract`` (0: FFmpeg's choice).
     """
@@ -64,7 +89,7 @@ class FeatureExtractor:
                  crop_size: int = 224, norm: Optional[str] = None, tail: str = "pad",
                  device: Optional[str] = None, batch_size: int = 8, dtype: str = "float32",
                  precision: Optional[str] = None, channels_last: Optional[bool] = None,
-                 seed: int = 0, threads: int = 0):
+                 seed: int = 0, threads: int = 0, runtime: Optional[str] = None):
         import torch
         from pipeline.i3d import PROFILES, load_i3d, profile_norm
 
@@ -91,6 +116,7 @@ class FeatureExtractor:
             raise ValueError("batch_size must be >= 1")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.precision = resolve_precision(precision, self.device.type)
+        self.runtime = resolve_runtime(runtime, self.precision, self.device.type)
         self.channels_last = True if channels_last is None else channels_last
         self.coverage, self.crops, self.short_side = coverage, crops, short_side
         self.crop_size = crop_size if coverage in ("center", "ten") else None
@@ -106,6 +132,8 @@ class FeatureExtractor:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
         self.model = model.eval()
+        net = feature_map_module(self.model) if coverage == "grid" else self.model   # grid: regions pooled here
+        self.runner = make_runner(self.runtime, net, self.device, self.precision, self.channels_last)
         self._wmeta = wmeta
         self.profile = wmeta["profile"]
 
@@ -118,7 +146,7 @@ class FeatureExtractor:
         m.update(coverage=self.coverage, grid=f"{self.grid[0]}x{self.grid[1]}" if self.grid else None,
                  crops=self.crops, short_side=self.short_side, crop_size=self.crop_size,
                  norm=self.norm, tail=self.tail, clip_len=CLIP_LEN, feature_dim=self.feature_dim,
-                 dtype=self.dtype, precision=self.precision, decoder=f"pyav-{av.__version__}",
+                 dtype=self.dtype, precision=self.precision, runtime=self.runtime, decoder=f"pyav-{av.__version__}",
                  resize="libswscale bilinear, short side",
                  pool={"full": "average over time and the whole frame",
                        "grid": "average over time and each region of the grid"}.get(self.coverage,
@@ -142,15 +170,19 @@ class FeatureExtractor:
         c = clip_views(x, self.coverage, self.crop_size)     # (B, crops, 3, T, h, w) uint8
         B, K, C, T, h, w = c.shape
         c = normalize(c.reshape(B * K, C, T, h, w), self.norm)  # (B*crops, 3, T, h, w) float
-        if self.channels_last:
-            c = c.contiguous(memory_format=torch.channels_last_3d)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                                    enabled=self.precision == "bf16"):
-            if self.coverage == "grid":
-                f = pool_regions(self.model.feature_map(c), self.grid)   # (B, regions, D)
-            else:
-                f = self.model(c)                                 # (B*crops, D)
+        f = self.forward(c)                                       # (B*crops, D); grid: (B, D, t, h', w')
+        if self.coverage == "grid":
+            f = pool_regions(f, self.grid)                        # (B, regions, D)
         return f.float().reshape(B, self.crops, self.feature_dim).cpu().numpy()
+
+    def forward(self, x):
+        """The network on normalised clips, on this extractor's runtime and precision:
+        (N, 3, T, H, W) float32 tensor -> (N, D) float32 tensor (coverage grid: the feature map
+        (N, D, t, h, w) that :func:`pipeline.video.pool_regions` pools)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.runner(x).float()
 
     def extract(self, video_path) -> Tuple[np.ndarray, Dict[str, Any]]:
         """All clips of one video, decoded as a stream.

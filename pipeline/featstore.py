@@ -42,8 +42,10 @@ ROW_META_KEYS = ("profile", "weights", "weights_sha256", "random_init", "seed", 
                  "short_side", "crop_size", "norm", "tail", "dtype", "precision", "decoder",
                  "clip_len", "feature_dim")
 #: Meta keys that describe the extraction but do not change the features' meaning: the weights'
-#: path (they are compared by sha256), the decoder's version, the storage dtype.
-NOT_COMPARED = ("weights", "decoder", "dtype")
+#: path (they are compared by sha256), the decoder's version, the storage dtype, the runtime (torch,
+#: onnxruntime and OpenVINO compute the same network: fp32 to ~1e-6, bench/RESULTS.md "Stage 1 on CPU").
+#: ``precision`` is compared here (one folder / training set keeps one), not by detect and watch.
+NOT_COMPARED = ("weights", "decoder", "dtype", "runtime")
 FINISHED = ("ok", "partial")
 
 

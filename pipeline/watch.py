@@ -62,7 +62,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .cli import HelpFormatter, check_device, user_message
-from .detect import (DEFAULT_MERGE_GAP, DEFAULT_MIN_DURATION, DEFAULT_THRESHOLD, EXTRACTOR_FLAGS,
+from .detect import (DEFAULT_MERGE_GAP, DEFAULT_MIN_DURATION, DEFAULT_THRESHOLD, EXTRACTOR_FLAGS, RUNTIME_FLAGS,
                      CheckpointError, add_extractor_flags, check_extractor, find_intervals, resolve_extractor)
 from .evaluate import load_model, score_clips
 from .metrics import CLIP_LEN
@@ -447,7 +447,8 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
     fm = fx.meta
     log(f"checkpoint {meta['path']}; extractor {fm['profile']} "
         f"{'random weights' if fm.get('random_init') else fm.get('weights')}, {coverage_text(fm)} "
-        f"from short side {fm['short_side']}; causal window {window} clips; device {dev}")
+        f"from short side {fm['short_side']}; causal window {window} clips; device {dev}, "
+        f"runtime {fm['runtime']} {fm['precision']}")
     for n in notes:
         log(f"note: {n}")
 
@@ -574,14 +575,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until "
                                                                    "the streams end or SIGINT/SIGTERM)")
     p.add_argument("--quiet", action="store_true", help="no messages on stderr (the JSON lines still go out)")
-    add_extractor_flags(p)
+    add_extractor_flags(p, precision_default="auto")     # live: bf16 where the CPU has it
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
-    flags = {k: getattr(a, k) for k in EXTRACTOR_FLAGS}
+    flags = {k: getattr(a, k) for k in (*EXTRACTOR_FLAGS, *RUNTIME_FLAGS)}
     try:
         pairs = [(None, s) for s in a.sources]
         if a.sources_file:
