@@ -64,7 +64,7 @@ def frame_scores(clip_s, n):
     return np.repeat(clip_s, 16)[:n]
 
 def run(view, train, test, seed=0, epochs=50, T=100, reduce="max", lr=3e-4, wd=5e-4, dropout=0.6,
-        adjacency="proximity", center=None, topk_space=1, extra=None, verbose=False, sparsity=0.0):
+        adjacency="proximity", center=None, topk_space=1, extra=None, verbose=False, sparsity=0.0, proximity="plain"):
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
     tr = {n: feats(n, view) for n in train}
     tr = {n: centre_fn(f, center) for n, f in tr.items()}
@@ -73,7 +73,7 @@ def run(view, train, test, seed=0, epochs=50, T=100, reduce="max", lr=3e-4, wd=5
     D = X.shape[-1]
     flat = X.reshape(-1, D); mu, sd = flat.mean(0), flat.std(0) + 1e-6
     model = AnomalyGCN(in_dim=D, dropout=dropout, adjacency=adjacency, similarity="hlnet",
-                       graph_features="input", proximity="plain", residual=True)
+                       graph_features="input", proximity=proximity, residual=True)
     model.feature_mean.copy_(torch.tensor(mu)); model.feature_std.copy_(torch.tensor(sd))
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
     Xt = torch.tensor(X); yt = torch.tensor(y)

@@ -120,7 +120,8 @@ class TrainConfig:
     similarity: str = "hlnet"          # HL-Net's literal graph (real data, README "Choices"); "centred": masked,
                                        # video mean removed, see model.py
     graph_features: str = "input"      # HL-Net: the standardised input features; "fc": the FC output before dropout
-    proximity: str = "plain"           # the paper's exp(-|i-j|/e); "gated": cut where centred cosines disagree
+    proximity: str = "gated"           # (ours, issue 22, Ped2 TEVAD) exp(-|i-j|/e) cut where centred cosines
+                                       # disagree, an edge-preserving smoother; "plain": the paper's kernel
     cluster_center: str = "video"      # (ours) remove each video's mean before k-means ("none": literal)
     normal_subspace: int = 64          # (ours) leading directions of normal videos' variation removed before k-means
     pseudo_rule: str = "far"           # (ours) the cluster farther from the normal videos; "minority": the

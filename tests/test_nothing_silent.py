@@ -64,7 +64,7 @@ def test_detect_without_flags_reproduces_training_extraction(ucf_root, tmp_path,
                        "--device", "cpu"]) == 0
     record = torch.load(run / "model.pt", map_location="cpu", weights_only=True)["extractor"]
     assert record is not None and record["random_init"] is True and record["videos_described"] == 4
-    assert record["short_side"] == 64 and record["crop_size"] == 56
+    assert record["short_side"] == 64 and record["coverage"] == "grid" and record["crop_size"] is None
     ev = tmp_path / f"eval_{layout}"
     assert evaluate.main(["--dataset", "ucf", "--data-root", str(root), "--features", str(feats),
                           "--checkpoint", str(run), "--out", str(ev), "--device", "cpu", "--quiet"]) == 0
@@ -357,7 +357,7 @@ def test_watch_duration_is_wall_clock_on_a_silent_udp_source(tmp_path):
     assert wall < 10 + 6, (wall, r.stderr)
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("watch ended (--duration 10 s reached) after ")
-    assert float(last.split(" after ")[1].split(" s:")[0]) <= 10 + 1.0     # what watch itself promises
+    assert float(last.split(" after ")[1].split(" s:")[0]) <= 10 + 2.0     # what watch itself promises ("a second or two")
     assert "127.0.0.1_5699: 0 clips scored" in last and "still waiting for data" in last
     end = [json.loads(l) for l in out.read_text().splitlines() if '"end"' in l][0]
     assert end["scored"] == 0 and "not scored" in end["unfinished"]

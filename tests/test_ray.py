@@ -167,7 +167,8 @@ def test_detect_on_ray_cluster_equals_local(tmp_path):
     # a small checkpoint fitted to these videos' clip labels, recording the extractor it was trained with
     feats = tmp_path / "train_features"
     r = subprocess.run([sys.executable, "-m", "pipeline.extract", str(videos / "probe.mp4"), str(videos / "calm.mp4"),
-                        "--out", str(feats), "--workers", "0", "--no-progress", "--device", "cpu", *FX, *RANDOM],
+                        "--out", str(feats), "--workers", "0", "--no-progress", "--device", "cpu", *FX, *RANDOM,
+                        "--coverage", "center"],                                   # RECORD's centre crop
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     state = _train_clip_supervised([dict(name="probe", anomalies=[(40, 71)]), dict(name="calm", anomalies=[])],
