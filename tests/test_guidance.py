@@ -241,7 +241,7 @@ def test_each_switch_changes_the_computation():
     assert p_nc["d_abnormal"] != pytest.approx(parts["d_abnormal"])
     # the graph options give other models
     _, _, parts = _step(replace(base, adjacency="learned"), x, y, n)          # both graphs in play
-    for kw in (dict(similarity="centred"), dict(graph_features="fc"), dict(proximity="gated"), dict(adjacency="none")):
+    for kw in (dict(similarity="centred"), dict(graph_features="fc"), dict(proximity="plain" if base.proximity == "gated" else "gated"), dict(adjacency="none")):
         _, _, p = _step(replace(base, **{"adjacency": "learned", **kw}), x, y, n)
         assert p["kmax"] != pytest.approx(parts["kmax"]), kw
 
