@@ -67,7 +67,7 @@ from .metrics import CLIP_LEN
 from .timeline import (DEFAULT_MERGE_GAP, DEFAULT_MIN_DURATION, DEFAULT_THRESHOLD,  # noqa: F401
                        INTERVAL_FIELDS, find_intervals, frame_scores, intervals_csv, read_intervals_csv,
                        read_scores_csv, scores_csv)
-from .video import DEFAULT_IMAGE_FPS, EMPTY_FOLDER, coverage_of, coverage_text, empty_folders
+from .video import COVERAGES, DEFAULT_IMAGE_FPS, EMPTY_FOLDER, coverage_of, coverage_text, empty_folders
 
 DEFAULT_WINDOW = 2048           # clips
 DEFAULT_OVERLAP = 0.5
@@ -79,8 +79,9 @@ DEFAULT_OVERLAP = 0.5
 RUNTIME_FLAGS = ("runtime", "precision")
 #: FeatureExtractor arguments never taken from the checkpoint's record: where to run, how fast;
 #: weights, random_init and seed are resolved on their own (resolve_extractor).
+#: 'crops' is derived: the record's coverage (coverage_of: from crops in older records) and grid give it.
 NOT_FROM_RECORD = ("self", "device", "batch_size", "threads", "channels_last", "weights", "random_init", "seed",
-                   *RUNTIME_FLAGS)
+                   "crops", *RUNTIME_FLAGS)
 #: detect flag -> FeatureExtractor argument / meta key
 EXTRACTOR_FLAGS = {"profile": "profile", "weights": "weights", "random_init": "random_init",
                    "seed": "seed", "coverage": "coverage", "grid": "grid", "crops": "crops", "short_side": "short_side",
@@ -173,8 +174,6 @@ def resolve_extractor(trained: dict | None, flags: dict[str, Any]) -> tuple[dict
     kw: dict[str, Any] = {}     # every recorded setting the extractor takes (a new one needs no change here)
     for key in inspect.signature(FeatureExtractor.__init__).parameters:
         if key not in NOT_FROM_RECORD and trained.get(key) is not None:
-            if key == "crops" and trained.get("coverage") in ("grid", "full"):
-                continue        # the coverage (and grid) give the count: a grid's 4 is no --crops value
             kw[key] = trained[key]
     kw.update(runtime)
     if trained.get("random_init"):
@@ -654,7 +653,7 @@ def add_extractor_flags(p: argparse.ArgumentParser, precision_default: str = "fp
     g.add_argument("--random-init", action="store_true", default=None,
                    help="random I3D weights (only for checkpoints that record no extractor)")
     g.add_argument("--seed", type=int, default=None, help="seed of the random weights")
-    g.add_argument("--coverage", choices=["grid", "full", "center", "ten"], default=None,
+    g.add_argument("--coverage", choices=list(COVERAGES), default=None,
                    help="the whole frame in regions, the whole frame, the centre crop or ten crops")
     g.add_argument("--grid", default=None, help="ROWSxCOLS regions (--coverage grid)")
     g.add_argument("--crops", type=int, choices=[1, 10], default=None, help="centre crop or ten crops (older spelling)")

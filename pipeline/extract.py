@@ -42,8 +42,8 @@ from pipeline.featstore import (MANIFEST, SETTING_KEYS, NpyStreamWriter, Setting
                                 check_writable, compact_manifest, read_manifest)
 from pipeline.jobs import list_videos
 from pipeline.runtimes import RUNTIMES
-from pipeline.video import (COVERAGES, DEFAULT_COVERAGE, DEFAULT_GRID, DEFAULT_IMAGE_FPS, EMPTY_FOLDER, IMAGE_EXTENSIONS,
-                            NORMS, VIDEO_EXTENSIONS, coverage_text, empty_folders, parse_grid)
+from pipeline.video import (COVERAGES, DEFAULT_GRID, DEFAULT_IMAGE_FPS, EMPTY_FOLDER, IMAGE_EXTENSIONS, NORMS,
+                            VIDEO_EXTENSIONS, coverage_text, empty_folders, parse_grid, resolve_coverage)
 
 log = logging.getLogger("pipeline.extract")
 
@@ -244,14 +244,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _run(args, out_dir, kwargs, tail, rank, world, local_rank, empty)
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def resolve_coverage(coverage, crops) -> str:
-    """--coverage, or the older --crops (1: center, 10: ten); neither: DEFAULT_COVERAGE."""
-    from_crops = {1: "center", 10: "ten"}.get(crops)
-    if coverage and from_crops and coverage != from_crops:
-        raise ValueError(f"--coverage {coverage} contradicts --crops {crops}")
-    return coverage or from_crops or DEFAULT_COVERAGE
 
 
 def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_rank: int,

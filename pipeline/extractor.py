@@ -19,8 +19,8 @@ import numpy as np
 
 from pipeline.decode import decode_messages
 from pipeline.runtimes import make_runner, resolve_runtime
-from pipeline.video import (CLIP_LEN, COVERAGE_CROPS, COVERAGES, DEFAULT_COVERAGE, DEFAULT_GRID, NORMS, VideoError, clip_views,
-                            normalize, parse_grid, pool_regions)
+from pipeline.video import (CLIP_LEN, COVERAGE_CROPS, DEFAULT_GRID, NORMS, VideoError, clip_views, normalize,
+                            parse_grid, pool_regions, resolve_coverage)
 
 FEATURE_DIM = 2048  # the default profile's width; per profile: FeatureExtractor.feature_dim
 PRECISIONS = ("fp32", "bf16")
@@ -93,14 +93,7 @@ class FeatureExtractor:
         import torch
         from pipeline.i3d import PROFILES, load_i3d, profile_norm
 
-        if coverage is None:      # the older spelling: crops 1 = centre, 10 = ten crops; neither: the default
-            if crops not in (None, 1, 10):
-                raise ValueError(f"crops must be 1 or 10, not {crops}")
-            coverage = {None: DEFAULT_COVERAGE, 1: "center", 10: "ten"}[crops]
-        if coverage not in COVERAGES:
-            raise ValueError(f"coverage must be one of {', '.join(COVERAGES)}, not {coverage!r}")
-        if crops == 10 and coverage != "ten":
-            raise ValueError(f"crops 10 contradicts coverage {coverage!r}")
+        coverage = resolve_coverage(coverage, crops)
         self.grid = parse_grid(grid if isinstance(grid, str) else "x".join(map(str, grid))) \
             if coverage == "grid" else None
         crops = COVERAGE_CROPS[coverage] or self.grid[0] * self.grid[1]

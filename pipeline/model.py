@@ -240,19 +240,18 @@ class AnomalyGCN(nn.Module):
             logits, best = out["logits"].max(dim=1)                                # (B, T)
             res = {k: torch.gather(v, 1, best[:, None, :, None].expand(B, 1, T, v.shape[-1])).squeeze(1)
                    for k, v in out.items() if v.dim() == 4}                        # (B, T, d)
+            scores = torch.sigmoid(logits)
         else:
-            p = out["scores"].mean(dim=1).clamp(1e-7, 1 - 1e-7)                    # (B, T)
+            scores = out["scores"].mean(dim=1)                                     # (B, T), unclamped
+            p = scores.clamp(1e-7, 1 - 1e-7)
             logits = torch.log(p) - torch.log1p(-p)
             res = {k: v.mean(dim=1) for k, v in out.items() if v.dim() == 4}
-        return {**res, "logits": logits, "scores": torch.sigmoid(logits)}
+        return {**res, "logits": logits, "scores": scores}
 
     @torch.no_grad()
     def clip_scores(self, x: torch.Tensor) -> torch.Tensor:
         """One video's clip scores: x (V, T, in_dim), its views -> (T,) by ``views``."""
-        out = self(x)                                                               # (V, T)
-        if self.views == "max":
-            return torch.sigmoid(out["logits"].max(dim=0).values)
-        return out["scores"].mean(dim=0)
+        return self.forward_views(x[None])["scores"][0]
 
 
 def build_model(config: dict, in_dim: int) -> AnomalyGCN:

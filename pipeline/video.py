@@ -505,6 +505,20 @@ def parse_grid(text) -> Tuple[int, int]:
     return rows, cols
 
 
+def resolve_coverage(coverage: Optional[str], crops: Optional[int]) -> str:
+    """--coverage, or the older --crops (1: center, 10: ten); neither: DEFAULT_COVERAGE. With both,
+    crops must say the same (a record's crops of a grid, its region count, says nothing)."""
+    if crops is not None and crops not in (1, 10) and coverage is None:
+        raise ValueError(f"crops must be 1 or 10, not {crops}")
+    from_crops = {1: "center", 10: "ten"}.get(crops)
+    if coverage is not None and coverage not in COVERAGES:
+        raise ValueError(f"coverage must be one of {', '.join(COVERAGES)}, not {coverage!r}")
+    if coverage in ("center", "ten") and from_crops and coverage != from_crops or \
+            coverage in ("grid", "full") and crops == 10:
+        raise ValueError(f"--coverage {coverage} contradicts --crops {crops}")
+    return coverage or from_crops or DEFAULT_COVERAGE
+
+
 def coverage_of(record: dict) -> str:
     """The coverage an extractor record describes; records written before coverage existed
     name only ``crops``: 1 was the centre crop, 10 ten crops."""
