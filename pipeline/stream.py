@@ -100,6 +100,32 @@ def open_source(source: str, kind: str, open_timeout: float, stall_timeout: floa
     return av.open(source, format=fmt, options=options, timeout=(open_timeout, stall_timeout))
 
 
+def probe_frame_sizes(sources: Sequence[str], short_side: int, wait: float,
+                      open_timeout: float = DEFAULT_OPEN_TIMEOUT) -> Dict[str, tuple]:
+    """The (width, height) each source's frames will have after the resize, from its first frame:
+    {source: (w, h)} for those that gave a frame within ``wait`` seconds (all probed at once, each in
+    a thread of its own; a source that is silent, unreachable or unreadable is left out: its reader
+    reports it). Used to compile the network before the streams start."""
+    found: Dict[str, tuple] = {}
+
+    def probe(src: str) -> None:
+        try:
+            with open_source(src, classify(src), min(open_timeout, wait), min(open_timeout, wait)) as c:
+                frame = next(c.decode(c.streams.video[0]))
+                found[src] = (frame.width, frame.height) if not short_side else \
+                    resized_size(frame.width, frame.height, short_side)
+        except Exception:
+            pass
+
+    threads = [threading.Thread(target=probe, args=(s,), daemon=True) for s in dict.fromkeys(sources)]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + wait
+    for t in threads:
+        t.join(timeout=max(0.0, end - time.monotonic()))
+    return dict(found)
+
+
 @dataclass
 class Clip:
     """16 consecutive frames of one connection of one stream."""

@@ -408,6 +408,35 @@ def build_extractor(meta: dict, model, flags: dict, device, batch_size: int):
     return fx, notes
 
 
+#: Longest wait for the sources' first frames before the streams start (the warm-up's probe).
+WARM_UP_PROBE_S = 5.0
+
+
+def warm_up(fx, sources: Sequence[str], fm: dict, open_timeout: float, t_start: float,
+            duration: Optional[float], log) -> None:
+    """Run the network once on each frame size the sources will give, before any reader starts:
+    the runtime's first call for a shape (OpenVINO: convert and compile, 10-60 s on 2 cores; torch:
+    a few seconds) would otherwise hold up the first clips of a live camera and drop the ones behind
+    them. Sizes come from each source's first frame (:func:`pipeline.stream.probe_frame_sizes`);
+    a source that gives none within the probe's wait is warmed up on its first clip instead."""
+    wait = WARM_UP_PROBE_S if duration is None else \
+        max(0.0, min(WARM_UP_PROBE_S, t_start + duration - time.monotonic()))
+    t0 = time.monotonic()
+    sizes = sorted(set(S.probe_frame_sizes(sources, fm["short_side"], wait, open_timeout).values()))
+    for w, h in sizes:
+        if duration is not None and time.monotonic() > t_start + duration:
+            return
+        t = time.monotonic()
+        try:
+            fx.features(np.zeros((1, CLIP_LEN, h, w, 3), dtype=np.uint8))
+        except Exception as e:            # e.g. frames smaller than the crop: the stream reports it
+            log(f"no warm-up for {w}x{h} frames ({type(e).__name__}: {e})")
+            continue
+        log(f"warmed up the network for {w}x{h} frames in {time.monotonic() - t:.1f} s")
+    if not sizes:
+        log(f"no first frame within {time.monotonic() - t0:.1f} s: the network warms up on the first clip")
+
+
 def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None, window: int = DEFAULT_WINDOW,
           threshold: float = DEFAULT_THRESHOLD, min_duration: float = DEFAULT_MIN_DURATION,
           merge_gap: float = DEFAULT_MERGE_GAP, max_interval: float = DEFAULT_MAX_INTERVAL,
@@ -452,6 +481,7 @@ def watch(sources: Sequence[tuple], checkpoint: str, jsonl: Optional[str] = None
     for n in notes:
         log(f"note: {n}")
 
+    warm_up(fx, [src for _, src in sources], fm, open_timeout, t_start, duration, log)
     out = JsonLines(jsonl)
     recorder = None
     if save_clips:

@@ -8,3 +8,7 @@ other runtimes and the auto choice itself.
 import os
 
 os.environ.setdefault("PIPELINE_RUNTIME", "torch")
+# Converted OpenVINO models go to a folder of this test session, never to the user's ~/.cache.
+if "PIPELINE_OPENVINO_CACHE" not in os.environ:
+    import tempfile
+    os.environ["PIPELINE_OPENVINO_CACHE"] = tempfile.mkdtemp(prefix="pipeline-test-openvino-")

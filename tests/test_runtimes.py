@@ -80,7 +80,8 @@ CASES = [("torch", "bf16", 0.999), ("onnxruntime", "fp32", 0.99999), ("openvino"
 
 @pytest.mark.parametrize("runtime,precision,least", CASES)
 def test_features_match_torch_fp32(runtime, precision, least):
-    """Every path on (N, 3, 16, H, W) clips of two sizes (the per-shape cache) against torch fp32."""
+    """Every path on uint8 clips (N, 16, H, W, 3) of two sizes (the per-shape cache) against torch
+    fp32, through ``features`` (OpenVINO normalises the whole frame in its own graph)."""
     if runtime != "torch" and importlib.util.find_spec(runtime) is None:
         pytest.skip(f"{runtime} not installed (optional: pip install {runtime})")
     kw = dict(profile="inception", random_init=True, seed=0, short_side=32, crop_size=32, device="cpu")
@@ -88,10 +89,10 @@ def test_features_match_torch_fp32(runtime, precision, least):
     fx = FeatureExtractor(runtime=runtime, precision=precision, **kw)
     assert fx.meta["runtime"] == runtime and fx.meta["precision"] == precision
     g = torch.Generator().manual_seed(0)
-    shapes = [(2, 3, 16, 32, 32)] + ([(3, 3, 16, 32, 48)] if precision == "fp32" else [])   # fp32: the cache
+    shapes = [(2, 16, 32, 32, 3)] + ([(3, 16, 32, 48, 3)] if precision == "fp32" else [])   # fp32: the cache
     for shape in shapes:
-        x = torch.rand(shape, generator=g) * 2 - 1
-        a, b = ref.forward(x).numpy(), fx.forward(x).numpy()           # (N, 1024)
+        x = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+        a, b = (e.features(x).reshape(shape[0], -1) for e in (ref, fx))   # (N, regions * 1024)
         assert b.shape == a.shape and b.dtype == np.float32
         assert cosine(a, b).min() >= least
         if precision == "fp32":
@@ -108,3 +109,24 @@ def test_grid_record_builds_its_extractor():
     fx = FeatureExtractor(device="cpu", **kw)
     assert fx.crops == 4
     check_extractor(trained, fx.meta)
+
+
+def test_openvino_cache_gives_the_same_features(tmp_path, monkeypatch):
+    """A second extractor reads the converted model kept by the first (one xml per shape in the cache
+    folder) and gives the same features; the cache off (empty variable) writes nothing."""
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("openvino not installed (optional: pip install openvino)")
+    kw = dict(profile="inception", random_init=True, seed=0, short_side=32, device="cpu",
+              runtime="openvino", precision="fp32")
+    x = torch.randint(0, 256, (2, 16, 32, 32, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    monkeypatch.setenv("PIPELINE_OPENVINO_CACHE", str(tmp_path / "ov"))
+    first = FeatureExtractor(**kw).features(x)
+    kept = sorted((tmp_path / "ov").glob("*.xml"))
+    assert len(kept) == 1
+    second = FeatureExtractor(**kw).features(x)
+    assert sorted((tmp_path / "ov").glob("*.xml")) == kept
+    np.testing.assert_array_equal(first, second)
+    monkeypatch.setenv("PIPELINE_OPENVINO_CACHE", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    FeatureExtractor(**kw).features(x)
+    assert not (tmp_path / "home").exists()
