@@ -4,13 +4,13 @@
     python bench/bench_causal_auc.py --ped2 /work/shared/realdata/ucsd_ped2 --out /tmp/ped2   # UCSD Ped2
 
 Demo mode: a ``python -m pipeline.demo`` output (run + data root with features and the official
-UCF-style annotation). Every test video is scored offline (``pipeline.evaluate.score_clips``: one
-graph over the whole video) and causally (``pipeline.watch.causal_scores``: clip t from the model on
+UCF-style annotation). Every test video is scored offline (``pipeline.scoring.checkpoint.score_clips``: one
+graph over the whole video) and causally (``pipeline.scoring.causal.causal_scores``: clip t from the model on
 the last W clips up to t, the same code ``watch`` runs live) for each ``--windows`` W; frames are
 pooled over the videos and the ROC-AUC computed as ``pipeline.evaluate`` does.
 
 Ped2 mode: the real UCSD Ped2 frames (JPEG 360x240, ~10 fps) are read with PyAV in file order, resized
-(short side ``--short-side``, libswscale bilinear, as pipeline.video does) and cut into 16-frame clips
+(short side ``--short-side``, libswscale bilinear, as pipeline.features.video does) and cut into 16-frame clips
 (last one padded); I3D features with random 32x2 weights (no pretrained ResNet-50 I3D can be fetched
 here, see /work/shared/realdata/README.md), a model trained with ``python -m pipeline.train`` on the
 weak split (TEVAD's lists: 6 anomalous + 4 normal videos, video labels only), then the same
@@ -39,10 +39,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import data as D                                   # noqa: E402
-from pipeline.evaluate import load_model, score_clips            # noqa: E402
-from pipeline.metrics import CLIP_LEN, safe_auc                  # noqa: E402
-from pipeline.watch import causal_scores                         # noqa: E402
+from pipeline.model import data as D  # noqa: E402
+from pipeline.scoring.checkpoint import load_model, score_clips  # noqa: E402
+from pipeline.common.metrics import CLIP_LEN, safe_auc  # noqa: E402
+from pipeline.scoring.causal import causal_scores  # noqa: E402
 
 
 def compare(model, videos: list[tuple[str, np.ndarray, np.ndarray]], windows: list[int]) -> dict:
@@ -84,8 +84,8 @@ def demo_videos(data_root: Path, model) -> list:
 def ped2_features(root: Path, out: Path, short_side: int, crop: int) -> dict:
     """Random-weight 32x2 I3D features of every Ped2 video (cached in out/features)."""
     import av
-    from pipeline.extractor import FeatureExtractor
-    from pipeline.video import iter_clips, resized_size
+    from pipeline.features.extractor import FeatureExtractor
+    from pipeline.features.video import iter_clips, resized_size
 
     feat_dir = out / "features"
     feat_dir.mkdir(parents=True, exist_ok=True)

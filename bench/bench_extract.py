@@ -42,7 +42,7 @@ def report(**kw):
 
 
 def bench_decode(tmp: Path, seconds: int = 20):
-    from pipeline.video import FrameStream
+    from pipeline.features.video import FrameStream
 
     path = make_video(tmp / "decode.mp4", seconds * 25, 320, 240, fps=25)
     for short in (None, 64):
@@ -55,7 +55,7 @@ def bench_decode(tmp: Path, seconds: int = 20):
 
 
 def bench_model(batch: int = 8, reps: int = 3, size: int = 32):
-    from pipeline.extract import FeatureExtractor
+    from pipeline.features.extractor import FeatureExtractor
 
     out = {}
     for profile in ("32x2", "8x8"):

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import data as D
-from pipeline import evaluate as E
+from pipeline.model import data as D
+from pipeline.scoring import checkpoint as E
 from pipeline import train as T
-from pipeline.metrics import ScoredVideo, clip_to_frame_scores, frame_report
-from pipeline.synth import PRESETS, make_dataset
+from pipeline.common.metrics import ScoredVideo, clip_to_frame_scores, frame_report
+from pipeline.synth.features import PRESETS, make_dataset
 
 
 def main() -> None:

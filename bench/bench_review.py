@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pipeline import data as D  # noqa: E402
-from pipeline import detect as det  # noqa: E402
-from pipeline import review as RV  # noqa: E402
-from pipeline.metrics import ScoredVideo, clip_to_frame_scores, frame_report  # noqa: E402
+from pipeline.model import data as D  # noqa: E402
+from pipeline.apps import detection
+from pipeline.scoring import timeline  # noqa: E402
+from pipeline.scoring import review as RV  # noqa: E402
+from pipeline.common.metrics import ScoredVideo, clip_to_frame_scores, frame_report  # noqa: E402
 
 DEFAULT_ANN = ROOT.parent / "shared" / "data" / "ucf_crime" / "Temporal_Anomaly_Annotation_New.txt"
 
@@ -68,12 +69,12 @@ def hour_page(out: Path) -> tuple[Path, float]:
     s = smooth_noise(rng, clips, 0.5)
     for start in rng.integers(0, clips - 60, 25):                                   # 25 events
         s[start:start + int(rng.integers(4, 60))] += 0.45
-    fs = det.frame_scores(np.clip(s, 0, 1), frames)
-    ivs = det.find_intervals(fs, fps)
-    files = det.output_paths(out, "one_hour")
+    fs = timeline.frame_scores(np.clip(s, 0, 1), frames)
+    ivs = timeline.find_intervals(fs, fps)
+    files = detection.output_paths(out, "one_hour")
     files.pop("plot")
-    files["scores"].write_text(det.scores_csv(fs, fps))
-    files["intervals"].write_text(det.intervals_csv(ivs))
+    files["scores"].write_text(timeline.scores_csv(fs, fps))
+    files["intervals"].write_text(timeline.intervals_csv(ivs))
     row = dict(video="one_hour", path=str(out / "one_hour.mp4"), status="ok", error=None, frames=frames, fps=fps,
                intervals=ivs, files={k: str(v) for k, v in files.items()},
                settings=dict(checkpoint="bench", threshold=0.5, min_duration_s=1.0, merge_gap_s=0.5))

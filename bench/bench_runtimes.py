@@ -5,7 +5,7 @@
     python bench/bench_runtimes.py features --paths torch:fp32 --out DIR [--shape 256x384]
 
 speed: Inception-I3D (random weights: speed does not depend on them) on (batch, 3, 16, H, W) inputs,
-every path of ``pipeline.runtimes`` that is installed -- torch fp32, torch bf16, onnxruntime fp32,
+every path of ``pipeline.features.runtimes`` that is installed -- torch fp32, torch bf16, onnxruntime fp32,
 OpenVINO f32 and bf16 -- timed **interleaved** (A B C ... A B C ...) so that a change in the load
 of the shared machine hits every path alike. Beside each rate: GFLOP per clip
 (torch.utils.flop_counter), achieved GFLOP/s and its share of the machine's own dense matmul peak,
@@ -53,7 +53,7 @@ def report(**kw):
 
 
 def available_paths(bf16: bool):
-    from pipeline.runtimes import installed
+    from pipeline.features.runtimes import installed
 
     return [(r, p) for r, p in PATHS if installed(r) and (p == "fp32" or bf16)]
 
@@ -74,7 +74,7 @@ def parse_shape(s: str):
 
 
 def build(profile_kw, runtime, precision, coverage="grid"):
-    from pipeline.extractor import FeatureExtractor
+    from pipeline.features.extractor import FeatureExtractor
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -138,7 +138,7 @@ def real_clips(frames: Path, videos: int, per_video: int, shape):
     """(N, 16, H, W, 3) uint8: ``per_video`` clips spread over each of the first ``videos`` test
     folders, short side 256, centre crop (or the whole frame) to ``shape``."""
     import torch
-    from pipeline.video import FrameStream, iter_clips
+    from pipeline.features.video import FrameStream, iter_clips
 
     folders = sorted(p for p in frames.iterdir() if p.is_dir() and p.name.startswith("Test"))[:videos]
     out, names = [], []
@@ -179,7 +179,7 @@ def bench_accuracy(frames: Path, videos: int, per_video: int, shape, paths, batc
 
 def bench_features(frames: Path, shape, path, batch: int, out: Path, short_side: int = 256):
     import torch
-    from pipeline.video import FrameStream, iter_clips
+    from pipeline.features.video import FrameStream, iter_clips
 
     out.mkdir(parents=True, exist_ok=True)
     fx = build(dict(profile="inception"), *path, coverage="full")

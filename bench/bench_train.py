@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.clustering import CrossBatchMemory  # noqa: E402
-from pipeline.evaluate import score_clips  # noqa: E402
-from pipeline.model import FCBaseline  # noqa: E402
-from pipeline.train import (BalancedBatches, FeatureSet, TrainConfig, batch_features,  # noqa: E402
-                            model_from_config, training_step)
+from pipeline.model.clustering import CrossBatchMemory  # noqa: E402
+from pipeline.scoring.checkpoint import score_clips  # noqa: E402
+from pipeline.model.network import FCBaseline  # noqa: E402
+from pipeline.model.training import (BalancedBatches, FeatureSet, TrainConfig, batch_features,
+                                     model_from_config, training_step)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf_crime"
 

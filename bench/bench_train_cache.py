@@ -1,4 +1,4 @@
-"""Time loading the resampled training set with and without the cache (pipeline.train.load_training_set).
+"""Time loading the resampled training set with and without the cache (pipeline.model.training.load_training_set).
 
     python -m pipeline.synth --preset ucf-scale --out /tmp/ucfscale
     python bench/bench_train_cache.py /tmp/ucfscale [--T 150]
@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import data as D
-from pipeline import train as T
+from pipeline.model import data as D
+from pipeline.model import training as T
 
 
 def main() -> None:

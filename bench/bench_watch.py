@@ -50,8 +50,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 def make_checkpoint(path: Path, profile: str, short_side: int, crop: int) -> Path:
     """An untrained AnomalyGCN with the extractor record of a random-weight I3D ``profile``."""
     import torch
-    from pipeline.extractor import FeatureExtractor
-    from pipeline.model import AnomalyGCN
+    from pipeline.features.extractor import FeatureExtractor
+    from pipeline.model.network import AnomalyGCN
 
     if path.exists():
         return path

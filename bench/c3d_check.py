@@ -6,7 +6,7 @@ test on the 17 real UCF-Crime test videos with frame truth.
 Both sets are Sultani-format C3D fc6 features, 32 segments x 4096 per video (``../shared/realdata/
 ucf_crime_c3d``, loaded by ``bench/realdata.py``). Training: ``pipeline.train --dataset sht --T 32``
 (the 32 segments are the T segments) with each configuration's flags, the final model. Testing: each
-test video's 32 segment scores (``pipeline.evaluate.score_clips``) are mapped to its frames by
+test video's 32 segment scores (``pipeline.scoring.checkpoint.score_clips``) are mapped to its frames by
 Sultani's rule (``realdata.sultani_frame_rows``) and frame AUC / AP are taken over all 17 videos
 concatenated. The training set is tiny (13 anomalous + 10 normal videos, all road accidents) and
 the test set holds 4 classes, so this checks the direction of the comparisons, not absolute levels.
@@ -27,9 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realdata as R  # noqa: E402
+from pipeline.model import training
 from pipeline import train as TR  # noqa: E402
-from pipeline.evaluate import load_model, score_clips  # noqa: E402
-from pipeline.metrics import safe_ap, safe_auc  # noqa: E402
+from pipeline.scoring.checkpoint import load_model, score_clips  # noqa: E402
+from pipeline.common.metrics import safe_ap, safe_auc  # noqa: E402
 
 CONFIGS = {"defaults": "", "mil": "--adjacency none", "literal": "--paper-literal", "bc": "--bc",
            "full": "--bc --bcg"}
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
             cfg = replace(cfg, dataset="sht", data_root=str(root), out=str(out), T=32, seed=seed,
                           epochs=args.epochs, quiet=True, overwrite=True, cache=False, device="cpu")
             with contextlib.redirect_stdout(io.StringIO()):
-                TR.train(cfg)
+                training.train(cfg)
             auc, ap = test_score(out / "model.pt", test)
             aucs.append(auc)
             aps.append(ap)

@@ -8,7 +8,7 @@ centring, sparsity, decided on TEVAD's split (3 seeds) before any change reached
 
 VIEWS: full (the whole map averaged), center (the map's middle 8 of 12 columns: about the centre
 224 crop), gridRxC (regions, spatial MIL with REDUCE max/mean/lse/randomcrop). It re-implements the
-training loop of pipeline.train with the same model (pipeline.model.AnomalyGCN), batches and k-max
+training loop of pipeline.train with the same model (pipeline.model.network.AnomalyGCN), batches and k-max
 loss, in-process, so one configuration x 3 seeds takes a minute; the figures it gave are in the
 README's "Choices" (issue 22). What became the defaults was then measured through the CLI by
 bench/ped2_benchmark.py. Maps go to bench/out/maps_s<STRIDE> (git-ignored).
@@ -19,9 +19,9 @@ import numpy as np, torch, torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO)); sys.path.insert(0, str(REPO / "bench"))
 from sklearn.metrics import roc_auc_score, average_precision_score
-from pipeline.model import AnomalyGCN
-from pipeline.losses import kmax_k
-from pipeline.data import resample
+from pipeline.model.network import AnomalyGCN
+from pipeline.model.losses import kmax_k
+from pipeline.model.data import resample
 import ped2_benchmark as PB
 torch.set_num_threads(1)
 DATA = REPO / ".." / "shared" / "realdata" / "ucsd_ped2"
@@ -138,8 +138,8 @@ def splits(n_random=10):
 def extract_maps(stride=16):
     """Mixed_5c of every Ped2 video, the whole frame (short side 256), time-averaged, float16."""
     import time
-    from pipeline.video import FrameStream, normalize
-    from pipeline.inception import load_inception
+    from pipeline.features.video import FrameStream, normalize
+    from pipeline.features.inception import load_inception
     out = OUT / f"maps_s{stride}"; out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     model = load_inception()[0].eval().to(memory_format=torch.channels_last_3d)

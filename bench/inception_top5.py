@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.inception import NumpyOnlyUnpickler, kinetics_labels
-from pipeline.i3d import load_i3d
-from pipeline.video import FrameStream, crop_clips, iter_clips, normalize
+from pipeline.features.weights import NumpyOnlyUnpickler
+from pipeline.features.inception import kinetics_labels
+from pipeline.features.i3d import load_i3d
+from pipeline.features.video import FrameStream, crop_clips, iter_clips, normalize
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = ROOT.parent / "shared" / "realdata" / "ucf_videos" / "RoadAccidents002_x264.mp4"

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline import data as D  # noqa: E402
-from pipeline import diagnostics as DG  # noqa: E402
-from pipeline import train as TR  # noqa: E402
-from pipeline.clustering import clustering_input, kmeans2, pseudo_labels, random_init  # noqa: E402
+from pipeline.model import data as D  # noqa: E402
+from pipeline.model import diagnostics as DG  # noqa: E402
+from pipeline.model import training as TR  # noqa: E402
+from pipeline.model.clustering import clustering_input, kmeans2, pseudo_labels, random_init  # noqa: E402
 
 
 def cluster_abnormal(h: torch.Tensor, n_normal: int, dims: int, seed: int, iters: int = 10) -> torch.Tensor:

@@ -23,9 +23,9 @@ import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 from kmeans_at_init import cluster_abnormal  # noqa: E402
-from pipeline import diagnostics as DG  # noqa: E402
-from pipeline.clustering import minority_pseudo_labels  # noqa: E402
-from pipeline.model import AnomalyGCN  # noqa: E402
+from pipeline.model import diagnostics as DG  # noqa: E402
+from pipeline.model.clustering import minority_pseudo_labels  # noqa: E402
+from pipeline.model.network import AnomalyGCN  # noqa: E402
 from realdata import REALDATA, SEGMENTS, load_ucf_c3d_arrays  # noqa: E402
 
 

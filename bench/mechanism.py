@@ -3,7 +3,7 @@
 Trains named configurations over seeds on a generated data root (which has per-clip truth in
 ``synth_truth.npz``), evaluates the validation-selected and the final model on the test split, and
 reports mean ± std of frame AUC / AP, the mean score outside the anomalous intervals of anomalous
-videos (smearing), and what the clustering found in training (``pipeline.diagnostics``, averaged
+videos (smearing), and what the clustering found in training (``pipeline.model.diagnostics``, averaged
 over the last third of the epochs).
 
     python bench/mechanism.py --data-root /tmp/ucf_s05 --configs backbone,full,full-ones --seeds 0,1,2 \
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline import evaluate as E  # noqa: E402
-from pipeline import train as TR  # noqa: E402
-from pipeline.study import mechanism_summary, shared_training_set  # noqa: E402
+from pipeline.scoring import evaluation as E  # noqa: E402
+from pipeline.model import training as TR  # noqa: E402
+from pipeline.apps.ablation import mechanism_summary, shared_training_set  # noqa: E402
 
 LITERAL = TR.PAPER_LITERAL
 CONFIGS = {

@@ -20,7 +20,7 @@ what is missing and Ctrl-C loses at most the run in progress:
 2. one ShanghaiTech-format data root per split in ``WORK/roots/<split>/``: the features symlinked,
    ``train.list`` / ``test.list`` (``video,label``), ``test_frame_mask/<video>.npy`` for the anomalous
    test videos and ``clip_truth.npz`` (every video's per-clip truth, a clip anomalous when at least half
-   of its 16 frames are; ``pipeline.diagnostics.save_clip_truth``), which training only measures
+   of its 16 frames are; ``pipeline.model.diagnostics.save_clip_truth``), which training only measures
    against: Ped2's anomalous *training* videos have frame truth, so the clustering's purity and
    pseudo-label precision are measured on real features. Splits: ``tevad`` (the lists) and ``r0``
    .. ``r{N-1}`` (Zhong et al.'s protocol: as many anomalous and normal videos for training as
@@ -29,7 +29,7 @@ what is missing and Ctrl-C loses at most the run in progress:
    otherwise the pipeline's defaults (T=100, 50 epochs, the final ``model.pt``: no validation split
    with 10 training videos), in-process, then ``pipeline.evaluate`` (frame AUC, AP). One line per
    finished run is appended to ``WORK/results.jsonl``, keyed by split, configuration, seed and a hash of
-   the resolved training settings and the split's data (``pipeline.study.run_key``): changed flags or
+   the resolved training settings and the split's data (``pipeline.apps.ablation.run_key``): changed flags or
    defaults mean new runs, never stale figures;
 4. a markdown table per protocol (TEVAD: mean +- sample std over seeds; random splits: over splits x
    seeds) of AUC, AP and the training log's mechanism measures, each averaged over the epochs of a
@@ -63,11 +63,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:                      # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from pipeline import data as D                     # noqa: E402
-from pipeline import diagnostics as DG             # noqa: E402
-from pipeline.cli import HelpFormatter, run_cli    # noqa: E402
-from pipeline.io import atomic_write_json, atomic_write_text  # noqa: E402
-from pipeline.metrics import CLIP_LEN, ScoredVideo, clip_to_frame_scores, frame_report  # noqa: E402
+from pipeline.model import data as D  # noqa: E402
+from pipeline.model import diagnostics as DG  # noqa: E402
+from pipeline.common.cli import HelpFormatter, run_cli  # noqa: E402
+from pipeline.common.io import atomic_write_json, atomic_write_text  # noqa: E402
+from pipeline.common.metrics import CLIP_LEN, ScoredVideo, clip_to_frame_scores, frame_report  # noqa: E402
 
 DEFAULT_DATA = REPO / ".." / "shared" / "realdata" / "ucsd_ped2"
 DISTANCE = "distance"
@@ -159,7 +159,7 @@ def random_split(k: int, truth: dict, n_anomalous: int, n_normal: int) -> tuple[
 
 def features_folder(work: Path, coverage: str) -> Path:
     """WORK/features for the default coverage (pipeline.extract's), WORK/features-<coverage> otherwise."""
-    from pipeline.video import DEFAULT_COVERAGE
+    from pipeline.features.video import DEFAULT_COVERAGE
     return work / ("features" if coverage == DEFAULT_COVERAGE else f"features-{coverage}")
 
 
@@ -237,6 +237,7 @@ def build_root(root: Path, features: Path, train: list[str], test: list[str], tr
 
 def train_config(flags: str, root: Path, seed: int, epochs: int, device: str):
     """pipeline.train's config for ``flags`` exactly as its command line builds it."""
+    from pipeline.model import training
     from pipeline import train as TR
     argv = shlex.split(flags) + ["--dataset", "sht", "--data-root", str(root), "--seed", str(seed),
                                  "--epochs", str(epochs), "--device", device, "--quiet", "--overwrite"]
@@ -246,7 +247,7 @@ def train_config(flags: str, root: Path, seed: int, epochs: int, device: str):
 def run_key(config: str, root: Path, seed: int, epochs: int, device: str, fingerprint: dict) -> str:
     """Hash of what decides a run's result: the resolved training settings (flags and the pipeline's
     current defaults, not paths) and the split's data; the distance score: its version and the data."""
-    from pipeline import study as S
+    from pipeline.apps import ablation as S
     if CONFIGS[config][1] is None:
         material = {"method": config, "version": DISTANCE_VERSION, "data": fingerprint}
         return hashlib.sha1(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
@@ -262,11 +263,12 @@ def mechanism(log_path: Path) -> dict:
 
 
 def train_and_evaluate(config: str, root: Path, run_dir: Path, seed: int, epochs: int, device: str) -> dict:
-    """Train one configuration (pipeline.train.train) and score its final model (pipeline.evaluate)."""
-    from pipeline import evaluate as E
+    """Train one configuration (pipeline.model.training.train) and score its final model (pipeline.evaluate)."""
+    from pipeline.scoring import evaluation as E
+    from pipeline.model import training
     from pipeline import train as TR
     cfg = replace(train_config(CONFIGS[config][1], root, seed, epochs, device), out=str(run_dir))
-    TR.train(cfg)                                  # an unfinished run dir (Ctrl-C) is started afresh
+    training.train(cfg)                                  # an unfinished run dir (Ctrl-C) is started afresh
     rep = E.evaluate("sht", str(root), str(run_dir / "model.pt"), device=device, quiet=True)
     (run_dir / "last.pt").unlink(missing_ok=True)  # the resume state; model.pt and log.jsonl stay
     return {"auc": rep["auc"], "ap": rep["ap"], "auc_abn": rep.get("auc_abnormal"), **mechanism(run_dir / "log.jsonl")}
@@ -499,8 +501,8 @@ def run_benchmark(args) -> str | None:
         raise ValueError("--features gives one feature folder: pass one --coverage (what it holds)")
     seeds = list(range(args.seeds))
 
-    from pipeline import study as S
-    from pipeline.video import DEFAULT_COVERAGE
+    from pipeline.apps import ablation as S
+    from pipeline.features.video import DEFAULT_COVERAGE
     results = Results(args.work / "results.jsonl")
     plan = []                                      # (split, root, config, seed, key, hash, coverage, features)
     for cov in args.coverage:

@@ -11,7 +11,7 @@ Statistics (``h`` = a video's rows minus the video's mean):
   ``PC1-5 overlap``: ``||U_i^T U_j||^2 / 5`` between two videos' first five directions (1: shared, ~5/D: own);
 * ``anomaly share``: between-group sum of squares of anomalous vs normal rows / sum ||h||^2 (anomalous
   videos with both kinds of rows);
-* ``k-means purity`` / ``majority share``: K=2 k-means (``pipeline.clustering.kmeans2``, random starts,
+* ``k-means purity`` / ``majority share``: K=2 k-means (``pipeline.model.clustering.kmeans2``, random starts,
   averaged) on one anomalous video's ``h``; purity equal to the majority share means it found nothing;
 * ``cos within`` / ``cos between``: mean cosine between two rows of one video / of different videos,
   raw and after removing the set's mean row (``centred``);
@@ -44,8 +44,8 @@ from sklearn.metrics import roc_auc_score
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 import realdata as R  # noqa: E402
-from pipeline import synth  # noqa: E402
-from pipeline.clustering import kmeans2, random_init  # noqa: E402
+from pipeline.synth import features as synth  # noqa: E402
+from pipeline.model.clustering import kmeans2, random_init  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NEAR_ZERO = 0.05   # "near zero": below this share of the set's mean activation

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline import data as D  # noqa: E402
-from pipeline import diagnostics as DG  # noqa: E402
-from pipeline import synth  # noqa: E402
+from pipeline.model import data as D  # noqa: E402
+from pipeline.model import diagnostics as DG  # noqa: E402
+from pipeline.synth import features as synth  # noqa: E402
 
 REALDATA = next((d for d in (Path(__file__).resolve().parents[2] / "shared" / "realdata", Path("/work/shared/realdata"))
                  if d.is_dir()), Path(__file__).resolve().parents[2] / "shared" / "realdata")

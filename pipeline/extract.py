@@ -15,12 +15,12 @@ when every video is ok, 1 when any failed or is partial (truncated / decode erro
 2 when nothing could run (bad flags, unwritable --out, no videos, weights, mixed settings).
 
 The work is split by concern:
-    pipeline.extractor   the network side (FeatureExtractor)
-    pipeline.decode      decoding: clip batches, decode worker processes
-    pipeline.featstore   .npy streaming, the manifest, which videos are finished
-    pipeline.jobs        the per-video function every backend runs
-    pipeline.backends    local decode workers; torchrun / SLURM ranks (static shards)
-    pipeline.raybackend  Ray actors (dynamic, retried, any number of machines)
+    pipeline.features.extractor   the network side (FeatureExtractor)
+    pipeline.features.decode      decoding: clip batches, decode worker processes
+    pipeline.features.featstore   .npy streaming, the manifest, which videos are finished
+    pipeline.features.jobs        the per-video function every backend runs
+    pipeline.features.backends    local decode workers; torchrun / SLURM ranks (static shards)
+    pipeline.features.raybackend  Ray actors (dynamic, retried, any number of machines)
 """
 from __future__ import annotations
 
@@ -34,16 +34,14 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-# Re-exported: the Python API of stage 1.
-from pipeline.backends import dist_env, run, shard, wait_for_other_ranks  # noqa: F401
-from pipeline.decode import decode_messages  # noqa: F401
-from pipeline.extractor import FEATURE_DIM, FeatureExtractor  # noqa: F401
-from pipeline.featstore import (MANIFEST, SETTING_KEYS, NpyStreamWriter, SettingsMismatch,  # noqa: F401
-                                check_writable, compact_manifest, read_manifest)
-from pipeline.jobs import list_videos
-from pipeline.runtimes import RUNTIMES
-from pipeline.video import (COVERAGES, DEFAULT_GRID, DEFAULT_IMAGE_FPS, EMPTY_FOLDER, IMAGE_EXTENSIONS, NORMS,
-                            VIDEO_EXTENSIONS, coverage_text, empty_folders, parse_grid, resolve_coverage)
+from pipeline.features.backends import dist_env, run, wait_for_other_ranks
+from pipeline.features.extractor import FeatureExtractor
+from pipeline.features.featstore import SettingsMismatch, check_writable, compact_manifest
+from pipeline.features.jobs import list_videos
+from pipeline.features.runtimes import RUNTIMES
+from pipeline.features.video import (COVERAGES, DEFAULT_GRID, DEFAULT_IMAGE_FPS, EMPTY_FOLDER,
+                                     IMAGE_EXTENSIONS, NORMS, VIDEO_EXTENSIONS, coverage_text, empty_folders,
+                                     parse_grid, resolve_coverage)
 
 log = logging.getLogger("pipeline.extract")
 
@@ -151,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(CPU: openvino, then onnxruntime for fp32, then torch; GPU: torch). Recorded in the manifest, not a setting: "
                         "all compute the same features (bench/RESULTS.md, Stage 1 on CPU)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per forward, each with all its crops")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                   help="decode processes feeding a bounded queue; 0 = decode in the main process")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decode processes feeding a bounded queue; 0 = decode in the main process "
+                        "(default: 1 when the network runs on the CPU, whose cores it needs: on 2 cores "
+                        "1 worker took 96 s for Ped2, 2 workers 105 s; else min(4, cpu count))")
     p.add_argument("--threads", type=int, default=0,
                    help="FFmpeg threads per decode process (0 = cpu count / workers)")
     p.add_argument("--overwrite", action="store_true", help="redo videos that are already finished")
@@ -208,7 +208,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.fps > 0:
         log.error("--fps must be > 0, got %s", args.fps)
         return 2
-    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0),
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--workers", args.workers or 0, 0),
                              ("--threads", args.threads, 0), ("--retries", args.retries, 0),
                              ("--short-side", args.short_side, 1), ("--crop-size", args.crop_size, 1)):
         if value < low:
@@ -221,7 +221,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.error("%s", exc)
         return 2
     try:
-        from pipeline.cli import check_device
+        from pipeline.common.cli import check_device
         check_device(args.device)                  # before --out is created
         check_writable(out_dir)
         list_videos(args.inputs)
@@ -250,10 +250,10 @@ def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_ra
          empty: Sequence[Path] = ()) -> int:
     """The extraction itself, after the cheap checks of ``main``."""
     t0 = time.time()
-    from pipeline.i3d import WeightsError
+    from pipeline.features.weights import WeightsError
     try:
         if args.backend == "ray":
-            from pipeline.raybackend import run_ray
+            from pipeline.features.raybackend import run_ray
             counts = run_ray(args.inputs, out_dir, dict(kwargs, device=args.device), address=args.address,
                              actors=args.ray_actors, retries=args.retries, overwrite=args.overwrite,
                              progress=not args.no_progress, verbose=args.verbose,
@@ -269,14 +269,16 @@ def _run(args, out_dir: Path, kwargs, tail: str, rank: int, world: int, local_ra
                      extractor.profile, extractor.meta["weights"], extractor.meta["weights_sha256"],
                      coverage_text(extractor.meta), args.short_side, tail, extractor.device,
                      extractor.precision, extractor.runtime)
-            counts = run(args.inputs, out_dir, extractor, workers=args.workers,
+            workers = args.workers if args.workers is not None else \
+                (1 if extractor.device.type == "cpu" else min(4, os.cpu_count() or 1))
+            counts = run(args.inputs, out_dir, extractor, workers=workers,
                          overwrite=args.overwrite, rank=rank, world=world,
                          progress=not args.no_progress, image_fps=args.fps)
     except (SettingsMismatch, WeightsError, ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
     except RuntimeError as exc:
-        from pipeline.raybackend import RayRunError
+        from pipeline.features.raybackend import RayRunError
         if not isinstance(exc, RayRunError):
             raise
         log.error("%s", exc)

@@ -1,4 +1,4 @@
-"""What the commands share (pipeline.cli): --help, one-line errors, Ctrl-C, progress bars."""
+"""What the commands share (pipeline.common.cli): --help, one-line errors, Ctrl-C, progress bars."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,14 @@ import io
 
 import pytest
 
-from pipeline import cli, demo, detect, evaluate, study, synth, train, watch
+from pipeline.common import cli
+from pipeline import demo
+from pipeline import detect
+from pipeline import evaluate
+from pipeline import study
+from pipeline.synth import cli as synth
+from pipeline import train
+from pipeline import watch
 
 PARSERS = {"train": train.build_parser, "evaluate": evaluate.build_parser, "detect": detect.build_parser,
            "demo": demo.build_parser, "study": study.build_parser, "watch": watch.build_parser}
@@ -75,7 +82,7 @@ def test_bars_only_on_a_terminal():
 
 
 def test_an_error_raised_while_ctrl_c_unwinds_is_still_an_interrupt(capsys):
-    from pipeline.cli import EXIT_INTERRUPTED, run_cli
+    from pipeline.common.cli import EXIT_INTERRUPTED, run_cli
 
     def job():
         try:

@@ -1,4 +1,4 @@
-"""Tests of pipeline.data: every real split/annotation file in ../shared, real feature files,
+"""Tests of pipeline.model.data: every real split/annotation file in ../shared, real feature files,
 resampling worked by hand, and every error case naming its file."""
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data import (
-    FEATURE_DIM, SPLIT_CANDIDATES, Annotation, DataError, Entry, Video, find_file, index_features,
-    load_features, load_split, read_annotations, read_split, resample, video_name,
-)
+from pipeline.model.data import (FEATURE_DIM, SPLIT_CANDIDATES, Annotation, DataError, Entry, Video,
+                                 find_file, index_features, load_features, load_split, read_annotations,
+                                 read_split, resample, video_name)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data"

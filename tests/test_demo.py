@@ -1,4 +1,4 @@
-"""pipeline.demo and pipeline.synthvideo: generated videos through every stage.
+"""pipeline.demo and pipeline.synth.videos: generated videos through every stage.
 
 The slow suite (``-m slow``) runs the demo at its smallest size (every stage, a few videos), and twice
 with one seed to check that the result is reproducible. The CI-sized run,
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import data as D
+from pipeline.model import data as D
 from pipeline import demo
-from pipeline.synthvideo import Event, VideoSpec, annotation_line, render_frames, write_ucf_dataset
-from pipeline.video import FrameStream
+from pipeline.synth.videos import Event, VideoSpec, annotation_line, render_frames, write_ucf_dataset
+from pipeline.features.video import FrameStream
 
 
 def test_synthvideo_frames_and_planted_event(tmp_path):
@@ -79,7 +79,7 @@ def test_synthvideo_encode_is_deterministic(tmp_path, codec):
     """Same spec -> same file and same decoded pixels, every time (libx264's default rate control is not)."""
     import av
 
-    from pipeline.synthvideo import pick_codec, write_video
+    from pipeline.synth.videos import pick_codec, write_video
     if codec == "libx264" and pick_codec() != "libx264":
         pytest.skip("PyAV has no libx264 here")
     spec = VideoSpec("v", n_frames=48, fps=16, size=64, seed=3, events=[Event("shake", 10, 30)])

@@ -1,6 +1,6 @@
 """pipeline.detect: raw video -> per-frame scores, intervals, plot; windowing; bad input.
 
-The end-to-end fixture writes a few short generated videos (pipeline.synthvideo), extracts their
+The end-to-end fixture writes a few short generated videos (pipeline.synth.videos), extracts their
 features with a random-weight I3D at 64x64 (pipeline.extract), fits a small model to their known
 clip labels and runs the detect CLI on a held-out video with a planted anomaly.
 """
@@ -15,10 +15,12 @@ import pytest
 import torch
 
 from pipeline import detect as det
-from pipeline.evaluate import score_clips
-from pipeline.model import AnomalyGCN
-from pipeline.train import feature_statistics
-from pipeline.synthvideo import Event, VideoSpec, write_ucf_dataset, write_video
+from pipeline.scoring import checkpoint
+from pipeline.scoring import timeline
+from pipeline.scoring.checkpoint import score_clips
+from pipeline.model.network import AnomalyGCN
+from pipeline.model.training import feature_statistics
+from pipeline.synth.videos import Event, VideoSpec, write_ucf_dataset, write_video
 
 FX = ["--short-side", "64", "--crop-size", "56"]
 RANDOM = ["--profile", "32x2", "--random-init", "--seed", "0"]
@@ -28,9 +30,9 @@ RANDOM = ["--profile", "32x2", "--random-init", "--seed", "0"]
 
 def test_frame_scores_length_pad_and_drop():
     s = np.array([0.1, 0.9, 0.3])
-    f = det.frame_scores(s, 40)                      # tail pad: 3 clips for 40 frames
+    f = timeline.frame_scores(s, 40)                      # tail pad: 3 clips for 40 frames
     assert len(f) == 40 and f[0] == 0.1 and f[16] == 0.9 and f[-1] == 0.3
-    f = det.frame_scores(s, 55)                      # tail drop: frames after clip 3 take its score
+    f = timeline.frame_scores(s, 55)                      # tail drop: frames after clip 3 take its score
     assert len(f) == 55 and np.all(f[48:] == 0.3)
 
 
@@ -40,18 +42,18 @@ def test_find_intervals_threshold_merge_and_min_duration():
     s[10:30] = 0.9          # 2.0 s
     s[33:40] = 0.8          # gap of 3 frames (0.3 s) -> merged with the first
     s[60:65] = 0.95         # 0.5 s -> dropped by min_duration 1.0
-    ivs = det.find_intervals(s, fps, threshold=0.5, min_duration=1.0, merge_gap=0.5)
+    ivs = timeline.find_intervals(s, fps, threshold=0.5, min_duration=1.0, merge_gap=0.5)
     assert len(ivs) == 1
     iv = ivs[0]
     assert (iv["start_frame"], iv["end_frame"]) == (10, 39)
     assert iv["start_s"] == 1.0 and iv["end_s"] == 4.0 and iv["peak_score"] == 0.9
-    assert det.find_intervals(s, fps, 0.5, min_duration=0.0, merge_gap=0.0)[-1]["start_frame"] == 60
-    assert det.find_intervals(np.full(10, 0.2), fps) == []
+    assert timeline.find_intervals(s, fps, 0.5, min_duration=0.0, merge_gap=0.0)[-1]["start_frame"] == 60
+    assert timeline.find_intervals(np.full(10, 0.2), fps) == []
 
 
 def test_window_starts_cover_and_overlap():
-    assert det.window_starts(100, 128, 0.5) == [0]
-    st = det.window_starts(1000, 256, 0.5)
+    assert checkpoint.window_starts(100, 128, 0.5) == [0]
+    st = checkpoint.window_starts(1000, 256, 0.5)
     assert st[0] == 0 and st[-1] == 1000 - 256
     assert all(b - a <= 128 for a, b in zip(st, st[1:]))
 
@@ -62,16 +64,16 @@ def test_windowing_leaves_short_videos_unchanged_and_bounds_long_ones():
     rng = np.random.default_rng(0)
     short = rng.random((300, 2, 2048), dtype=np.float32)
     # shorter than the window: bit-identical to evaluate.score_clips (one graph over the video)
-    assert np.array_equal(det.score_windowed(model, short, window=300), score_clips(model, short))
+    assert np.array_equal(checkpoint.score_windowed(model, short, window=300), score_clips(model, short))
 
     seen = []
     hook = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
     long = rng.random((5000, 1, 2048), dtype=np.float32)
-    s = det.score_windowed(model, long, window=512, overlap=0.5)
+    s = checkpoint.score_windowed(model, long, window=512, overlap=0.5)
     hook.remove()
     assert s.shape == (5000,) and np.isfinite(s).all()
     # the largest graph built had 512 nodes: adjacency 512^2 instead of 5000^2
-    assert max(seen) == 512 and len(seen) == len(det.window_starts(5000, 512, 0.5))
+    assert max(seen) == 512 and len(seen) == len(checkpoint.window_starts(5000, 512, 0.5))
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -130,9 +132,9 @@ def test_detect_cli_end_to_end(trained, capsys):
     rc = det.main([str(trained["video"]), "--checkpoint", str(trained["run"]), "--out", str(out),
                    "--device", "cpu", *FX, *RANDOM])
     assert rc == 0
-    scores = det.read_scores_csv(out / "probe_video.scores.csv")
+    scores = timeline.read_scores_csv(out / "probe_video.scores.csv")
     assert len(scores) == trained["spec"].n_frames                # one row per decoded frame
-    ivs = det.read_intervals_csv(out / "probe_video.intervals.csv")
+    ivs = timeline.read_intervals_csv(out / "probe_video.intervals.csv")
     assert ivs, f"no interval found; max score {scores.max():.3f}"
     gt = range(40, 72)
     assert any(iv["start_frame"] <= g <= iv["end_frame"] for iv in ivs for g in gt)
@@ -171,10 +173,10 @@ def test_detect_reads_extractor_from_checkpoint(trained, capsys):
     ckpt = _with_extractor(trained, "recorded.pt", RECORD)
     out = trained["root"] / "det_recorded"
     assert det.main([str(trained["video"]), "--checkpoint", str(ckpt), "--out", str(out), "--quiet"]) == 0
-    assert len(det.read_scores_csv(out / "probe_video.scores.csv")) == 117
+    assert len(timeline.read_scores_csv(out / "probe_video.scores.csv")) == 117
     # the same scores as with the settings given by hand
-    a = det.read_scores_csv(out / "probe_video.scores.csv")
-    b = det.read_scores_csv(trained["root"] / "det" / "probe_video.scores.csv")
+    a = timeline.read_scores_csv(out / "probe_video.scores.csv")
+    b = timeline.read_scores_csv(trained["root"] / "det" / "probe_video.scores.csv")
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -212,7 +214,7 @@ def test_detect_unreadable_video_among_good_ones(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1
     assert "broken.mp4" in err and "missing.mp4" in err
-    assert len(det.read_scores_csv(out / "probe_video.scores.csv")) == 117     # the good one has results
+    assert len(timeline.read_scores_csv(out / "probe_video.scores.csv")) == 117     # the good one has results
     rows = {v["video"]: v for v in json.loads((out / "summary.json").read_text())["videos"]}
     assert rows["broken"]["status"] == "error" and rows["probe_video"]["status"] == "ok"
     assert re.search(r"broken\.mp4", rows["broken"]["error"])

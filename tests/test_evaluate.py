@@ -9,9 +9,11 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipeline import evaluate as E
+from pipeline.scoring import checkpoint
+from pipeline.model import training
 from pipeline import train as T
-from pipeline.metrics import ScoredVideo, clip_to_frame_scores, frame_report
-from pipeline.synth import make_dataset
+from pipeline.common.metrics import ScoredVideo, clip_to_frame_scores, frame_report
+from pipeline.synth.features import make_dataset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -63,23 +65,23 @@ def test_report_auc_equals_rtfm_recomputation(trained, tmp_path, capsys):
 
 def test_crops_are_scored_separately_and_averaged(trained):
     _, run = trained
-    model, _ = E.load_model(run)
+    model, _ = checkpoint.load_model(run)
     feats = np.random.default_rng(0).random((9, 3, 256), dtype=np.float32)
     with torch.no_grad():
         per_crop = [model(torch.from_numpy(feats[:, c][None]))["scores"][0].numpy() for c in range(3)]
-    assert np.allclose(E.score_clips(model, feats), np.mean(per_crop, 0), atol=1e-6)
+    assert np.allclose(checkpoint.score_clips(model, feats), np.mean(per_crop, 0), atol=1e-6)
 
 
 def test_checkpoint_resolution_prefers_validation_selected(tmp_path, trained):
     _, run = trained
-    assert E.resolve_checkpoint(run).name == "model.pt"
+    assert checkpoint.resolve_checkpoint(run).name == "model.pt"
     d = tmp_path / "r"
     shutil.copytree(run, d)
     shutil.copy(d / "model.pt", d / "best.pt")
-    assert E.resolve_checkpoint(d).name == "best.pt"
-    assert E.resolve_checkpoint(d / "model.pt").name == "model.pt"
+    assert checkpoint.resolve_checkpoint(d).name == "best.pt"
+    assert checkpoint.resolve_checkpoint(d / "model.pt").name == "model.pt"
     with pytest.raises(FileNotFoundError, match="no best.pt or model.pt"):
-        E.resolve_checkpoint(tmp_path)
+        checkpoint.resolve_checkpoint(tmp_path)
 
 
 def test_missing_and_bad_checkpoint(trained, tmp_path, capsys):
@@ -120,12 +122,12 @@ def test_frame_report_by_hand():
 
 @pytest.mark.skipif(not (SHARED / "realdata" / "shanghaitech_i3d").exists(), reason="../shared absent")
 def test_scores_real_rtfm_ten_crop_features(tmp_path):
-    from pipeline import data as D
-    model = T.model_from_config(T.TrainConfig(), 2048).eval()
+    from pipeline.model import data as D
+    model = training.model_from_config(training.TrainConfig(), 2048).eval()
     path = SHARED / "realdata" / "shanghaitech_i3d" / "SH_Test_ten_crop_i3d" / "01_006_i3d.npy"
     feats = D.load_features(path)
     assert feats.shape == (32, 10, 2048)
-    s = E.score_clips(model, feats)
+    s = checkpoint.score_clips(model, feats)
     assert s.shape == (32,) and np.all((s >= 0) & (s <= 1))
 
 
@@ -141,7 +143,7 @@ def _write_ann(ann, rows):
 
 
 def _clips(root, name):
-    from pipeline import data as D
+    from pipeline.model import data as D
     return D.feature_clips(D.index_features(root)[name])
 
 

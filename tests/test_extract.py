@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.extract import FeatureExtractor, main, read_manifest, shard
-from pipeline.video import FrameStream, VideoError
+from pipeline.features.extractor import FeatureExtractor
+from pipeline.extract import main
+from pipeline.features.featstore import read_manifest
+from pipeline.features.backends import shard
+from pipeline.features.video import FrameStream, VideoError
 from videogen import make_video, truncate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.extract import build_parser, main, read_manifest
-from pipeline.extractor import resolve_precision
+from pipeline.extract import build_parser, main
+from pipeline.features.featstore import read_manifest
+from pipeline.features.extractor import resolve_precision
 from videogen import make_video, truncate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def _env():
 
 def test_resume_refuses_other_precision_or_seed(two, tmp_path, caplog):
     """Fix 1: precision and seed are settings a resumed run must share."""
-    from pipeline.featstore import SettingsMismatch, finished_videos
+    from pipeline.features.featstore import SettingsMismatch, finished_videos
 
     assert main([str(two), "--out", str(tmp_path), "--precision", "fp32", *TINY]) == 0
     row = read_manifest(tmp_path)["a"]
@@ -105,7 +106,7 @@ def test_missing_row_is_unfinished_and_lost_manifest_is_refused(two, tmp_path, c
 def test_file_appears_only_after_its_row(two, tmp_path, monkeypatch):
     """A process killed between the row and the rename leaves a row without a file (redone),
     never a file without a row."""
-    from pipeline import featstore
+    from pipeline.features import featstore
 
     seen = []
     real = featstore.NpyStreamWriter.commit
@@ -128,7 +129,7 @@ def test_declared_dependencies_are_all_imported():
     # imported by a dependency that does not declare it: pytorchvideo.models.head imports
     # torchvision.ops at import time, and pytorchvideo 0.1.5 lists no torchvision
     indirect = {"torchvision"}
-    code = "\n".join(p.read_text() for p in (ROOT / "pipeline").glob("*.py"))
+    code = "\n".join(p.read_text() for p in (ROOT / "pipeline").rglob("*.py"))
     for dep in deps:
         name = re.split(r"[<>=!~\[ ;]", dep, 1)[0]
         if name in indirect:
@@ -159,7 +160,7 @@ def test_truncated_but_decodable_video_is_partial(tmp_path, caplog):
 def test_detect_summary_warns_about_a_truncated_video(tmp_path):
     """Item 8: detect's summary.json carries the warning of a truncated video."""
     from pipeline import detect as det
-    from pipeline.model import AnomalyGCN
+    from pipeline.model.network import AnomalyGCN
 
     torch.manual_seed(0)
     model = AnomalyGCN(in_dim=2048, dropout=0.0)

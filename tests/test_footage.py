@@ -19,9 +19,12 @@ import pytest
 import torch
 
 from pipeline import detect as det
+from pipeline.apps import detection
+from pipeline.scoring import checkpoint
+from pipeline.scoring import timeline
 from pipeline.extract import main as extract_main
-from pipeline.featstore import read_manifest
-from pipeline.video import FrameStream, find_keyed_videos, find_videos, natural_key
+from pipeline.features.featstore import read_manifest
+from pipeline.features.video import FrameStream, find_keyed_videos, find_videos, natural_key
 from videogen import make_frame_folder, make_video, truncate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +37,7 @@ VFR_PTS = [i * 100 for i in range(10)] + [1000 + 40 * i for i in range(30)]
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     """An untrained model's checkpoint (no extractor record: detect extracts as the flags say)."""
-    from pipeline.model import AnomalyGCN
+    from pipeline.model.network import AnomalyGCN
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
@@ -68,7 +71,7 @@ def test_variable_frame_rate_times_come_from_the_frames(tmp_path, ckpt):
     row = summary_rows(out)["vfr"]
     assert row["vfr"] is True and row["duration_s"] == pytest.approx(1000 / 1000 + 30 * 0.04, abs=1e-3)
     # the review page carries the frames' times (its seek and playhead use them)
-    from pipeline.review import detect_page_data
+    from pipeline.scoring.review import detect_page_data
     page = detect_page_data(out, json.loads((out / "summary.json").read_text()), thumbnails=False)
     np.testing.assert_allclose(page["videos"][0]["times"], np.array(VFR_PTS) / 1000, atol=1e-4)
 
@@ -77,15 +80,15 @@ def test_intervals_are_measured_on_the_frames_times():
     times = np.array(VFR_PTS) / 1000                                       # (40,)
     scores = np.zeros(40)
     scores[5:15] = 0.9             # frames 5-9 last 0.1 s each, 10-14 0.04 s: 0.5 + 0.2 = 0.7 s
-    ivs = det.find_intervals(scores, 25.0, 0.5, min_duration=0.6, merge_gap=0.0, times=times)
+    ivs = timeline.find_intervals(scores, 25.0, 0.5, min_duration=0.6, merge_gap=0.0, times=times)
     assert len(ivs) == 1
     assert (ivs[0]["start_s"], ivs[0]["end_s"], ivs[0]["duration_s"]) == (0.5, 1.2, 0.7)
     # by frame count at 25 fps the same run would be 0.4 s long and dropped
-    assert det.find_intervals(scores, 25.0, 0.5, min_duration=0.6, merge_gap=0.0) == []
+    assert timeline.find_intervals(scores, 25.0, 0.5, min_duration=0.6, merge_gap=0.0) == []
     # a constant rate gives what the frame-count rule gives
     cfr = np.arange(40) / 25.0
     for mg, md in ((0.0, 0.0), (0.2, 0.3), (0.5, 1.0)):
-        assert det.find_intervals(scores, 25.0, 0.5, md, mg, times=cfr) == det.find_intervals(scores, 25.0, 0.5, md, mg)
+        assert timeline.find_intervals(scores, 25.0, 0.5, md, mg, times=cfr) == timeline.find_intervals(scores, 25.0, 0.5, md, mg)
 
 
 # ----------------------------------------------------------------------------- 2. rotation
@@ -184,7 +187,7 @@ def test_detect_resumes_after_ctrl_c_and_takes_new_videos(tmp_path, ckpt, monkey
     for i in range(3):
         make_video(src / f"v{i}.mp4", 20, seed=i)
     out = tmp_path / "d"
-    real, calls = det.score_windowed, []
+    real, calls = checkpoint.score_windowed, []
 
     def stop_on_second(*a, **k):
         calls.append(1)
@@ -192,9 +195,9 @@ def test_detect_resumes_after_ctrl_c_and_takes_new_videos(tmp_path, ckpt, monkey
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(det, "score_windowed", stop_on_second)
+    monkeypatch.setattr(detection, "score_windowed", stop_on_second)
     assert detect([src], ckpt, out) == 130                           # Ctrl-C during video 2 of 3
-    monkeypatch.setattr(det, "score_windowed", real)
+    monkeypatch.setattr(detection, "score_windowed", real)
     assert set(summary_rows(out)) == {"v0"} and "v0" in (out / "review.html").read_text()
     first = (out / "v0.scores.csv").stat().st_mtime_ns
 
@@ -359,11 +362,13 @@ def test_review_does_not_import_detect():
     """The layers read one way: review, evaluate and timeline never import detect (no cycle)."""
     import ast
 
-    for name in ("review", "evaluate", "timeline", "plots", "metrics"):
+    for name in ("review", "scoring/review", "evaluate", "scoring/evaluation", "scoring/timeline", "scoring/plots",
+                 "common/metrics"):
         tree = ast.parse((ROOT / "pipeline" / f"{name}.py").read_text())
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        assert not {"detect", "pipeline.detect"} & imported, f"pipeline/{name}.py imports detect"
+        assert not {"detect", "pipeline.detect", "pipeline.apps.detection"} & imported, \
+            f"pipeline/{name}.py imports detect"
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="no node to run the page's script")
@@ -377,7 +382,7 @@ def test_page_script_finds_the_same_intervals_on_frame_times(tmp_path):
     script = tmp_path / "run.js"
     script.write_text(
         "const fs = require('fs'), vm = require('vm');\n"
-        f"vm.runInThisContext(fs.readFileSync({str(ROOT / 'pipeline/review_assets/common.js')!r}, 'utf8'));\n"
+        f"vm.runInThisContext(fs.readFileSync({str(ROOT / 'pipeline/scoring/review_assets/common.js')!r}, 'utf8'));\n"
         f"const s = {json.dumps(scores.tolist())}, t = {json.dumps(times.tolist())};\n"
         f"console.log(JSON.stringify({json.dumps(cases)}.map(([th, md, mg]) => "
         "[findIntervals(s, 25, th, md, mg, t), findIntervals(s, 25, th, md, mg)])));\n")
@@ -385,11 +390,11 @@ def test_page_script_finds_the_same_intervals_on_frame_times(tmp_path):
     assert r.returncode == 0, r.stderr
     found = 0
     for (th, md, mg), (timed, counted) in zip(cases, json.loads(r.stdout)):
-        for js, py in ((timed, det.find_intervals(scores, 25.0, th, md, mg, times=times)),
-                       (counted, det.find_intervals(scores, 25.0, th, md, mg))):
+        for js, py in ((timed, timeline.find_intervals(scores, 25.0, th, md, mg, times=times)),
+                       (counted, timeline.find_intervals(scores, 25.0, th, md, mg))):
             assert len(js) == len(py)                  # same runs; numbers to the 6th decimal (rounding)
             assert all(a == pytest.approx(b, abs=2e-6) for a, b in zip(js, py))
             found += len(py)
     assert found > 4
     for name in ("common.js", "detect.js", "report.js"):                   # the page scripts parse
-        assert subprocess.run(["node", "--check", str(ROOT / "pipeline/review_assets" / name)]).returncode == 0
+        assert subprocess.run(["node", "--check", str(ROOT / "pipeline/scoring/review_assets" / name)]).returncode == 0

@@ -7,14 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import diagnostics as DG
+from pipeline.model import diagnostics as DG
+from pipeline.model import clustering
+from pipeline.model import losses
+from pipeline.model import training
 from pipeline import train as TR
-from pipeline.clustering import (CrossBatchMemory, clustering_input, kmeans2, minority_pseudo_labels,
-                                 normal_subspace, pseudo_labels, remove_subspace,
-                                 random_pseudo_labels)
-from pipeline.losses import batch_clustering_loss
-from pipeline.metrics import ScoredVideo, frame_report
-from pipeline.model import AnomalyGCN, build_model, centred_similarity_adjacency
+from pipeline.model.clustering import (CrossBatchMemory, clustering_input, kmeans2, minority_pseudo_labels,
+                                       normal_subspace, pseudo_labels, remove_subspace, random_pseudo_labels)
+from pipeline.model.losses import batch_clustering_loss
+from pipeline.common.metrics import ScoredVideo, frame_report
+from pipeline.model.network import AnomalyGCN, build_model, centred_similarity_adjacency
 
 
 # ---------------------------------------------------------------- the centred, masked similarity graph
@@ -35,7 +37,7 @@ def test_centred_similarity_ignores_the_video_wide_component():
     torch.manual_seed(0)
     base = torch.rand(64) + 1.0
     x = base + 0.05 * torch.randn(1, 50, 64)                              # (1, 50, 64)
-    from pipeline.model import similarity_adjacency
+    from pipeline.model.network import similarity_adjacency
     assert similarity_adjacency(x)[0].max() < 0.05                        # every row near uniform
     a = centred_similarity_adjacency(x)[0]
     assert torch.allclose(torch.diagonal(a), torch.ones(50))              # noise deviations: only itself
@@ -48,7 +50,7 @@ def test_graph_is_built_from_undropped_features():
         m = AnomalyGCN(in_dim=16, dropout=0.6, graph_features=gf)
         x = torch.rand(2, 9, 16)
         seen = []
-        import pipeline.model as M
+        import pipeline.model.network as M
         orig = M.centred_cosine
         M.centred_cosine = lambda src: seen.append(src.detach().clone()) or orig(src)
         try:
@@ -151,14 +153,14 @@ def _batch(seed=0, T=12, D=16, n=3):
 def _cfg(**kw):
     kw.setdefault("bc", True)           # these tests exercise eq. 1 and 4-5, which are off by default
     kw.setdefault("bcg", True)
-    return replace(TR.TrainConfig(), dropout=0.0, **kw)
+    return replace(training.TrainConfig(), dropout=0.0, **kw)
 
 
 def _step(cfg, x, y, n, seed=0, capture=None, model_seed=0):
     torch.manual_seed(model_seed)
-    model = TR.model_from_config(cfg, x.shape[-1])
+    model = training.model_from_config(cfg, x.shape[-1])
     mems = {k: CrossBatchMemory(cfg.cross_batch) for k in ("normal", "abnormal")}
-    loss, parts = TR.training_step(model, x, y, n, mems, cfg, torch.Generator().manual_seed(seed))
+    loss, parts = training.training_step(model, x, y, n, mems, cfg, torch.Generator().manual_seed(seed))
     return model, loss, parts
 
 
@@ -170,7 +172,7 @@ def test_eq1_normal_term_uses_normal_videos_and_abnormal_term_abnormal_ones():
     z = torch.nn.functional.normalize(z, dim=-1)
     cfg = _cfg(cross_batch="none", mu=0.5)
     mems = {k: CrossBatchMemory("none") for k in ("normal", "abnormal")}
-    r = TR.clustering_step(z, n, mems, cfg, torch.Generator().manual_seed(0))
+    r = training.clustering_step(z, n, mems, cfg, torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(0)                                   # replayed in the same order
     for kind, part in (("normal", z[:n]), ("abnormal", z[n:])):
         pts = part.reshape(-1, 8)
@@ -185,8 +187,8 @@ def test_eq1_normal_term_uses_normal_videos_and_abnormal_term_abnormal_ones():
 def test_boost_comes_from_the_abnormal_half_only(monkeypatch):
     x, y, n = _batch()
     seen = {}
-    real = TR.kmax_loss_logits
-    monkeypatch.setattr(TR, "kmax_loss_logits", lambda z, lab, boost, a: seen.update(boost=boost) or real(z, lab, boost, a))
+    real = losses.kmax_loss_logits
+    monkeypatch.setattr(training, "kmax_loss_logits", lambda z, lab, boost, a: seen.update(boost=boost) or real(z, lab, boost, a))
     for rule in ("cosine", "mean"):
         for labels in ("cluster", "ones", "random"):
             _step(_cfg(pseudo_rule=rule, pseudo_labels=labels), x, y, n)
@@ -199,8 +201,8 @@ def test_boost_comes_from_the_abnormal_half_only(monkeypatch):
 def test_pseudo_labels_are_computed_from_abnormal_scores_and_clusters(monkeypatch):
     x, y, n = _batch()
     calls = []
-    real = TR.guided_boost
-    monkeypatch.setattr(TR, "guided_boost",
+    real = training.guided_boost
+    monkeypatch.setattr(training, "guided_boost",
                         lambda s, a, c, g, nov=None: calls.append((s.detach().clone(), a.clone())) or real(s, a, c, g, nov))
     model, _, _ = _step(_cfg(), x, y, n)
     scores, assign = calls[0]
@@ -213,8 +215,8 @@ def test_pseudo_labels_are_computed_from_abnormal_scores_and_clusters(monkeypatc
 def test_cluster_layer_is_what_gets_clustered(monkeypatch, layer):
     x, y, n = _batch()
     seen = []
-    real = TR.clustering_input
-    monkeypatch.setattr(TR, "clustering_input", lambda h, *a: seen.append(h.detach().clone()) or real(h, *a))
+    real = clustering.clustering_input
+    monkeypatch.setattr(training, "clustering_input", lambda h, *a: seen.append(h.detach().clone()) or real(h, *a))
     model, _, _ = _step(_cfg(cluster_layer=layer), x, y, n)
     with torch.no_grad():
         ref = model.train()(x)[layer]
@@ -262,9 +264,9 @@ def test_training_step_logs_mechanism_metrics_with_truth():
     truth[n:, 2:5] = 1
     torch.manual_seed(0)
     cfg = _cfg()
-    model = TR.model_from_config(cfg, x.shape[-1])
+    model = training.model_from_config(cfg, x.shape[-1])
     mems = {k: CrossBatchMemory(cfg.cross_batch) for k in ("normal", "abnormal")}
-    _, parts = TR.training_step(model, x, y, n, mems, cfg, torch.Generator().manual_seed(0), truth)
+    _, parts = training.training_step(model, x, y, n, mems, cfg, torch.Generator().manual_seed(0), truth)
     assert parts["anomaly_rate"] == pytest.approx(3 / 12)
     for k in ("purity", "pseudo_precision", "pseudo_recall", "topk_precision", "single_cluster", "boosted"):
         assert k in parts and 0.0 <= parts[k] <= 1.0, k
@@ -287,7 +289,7 @@ def test_paper_literal_flag_sets_the_literal_forms():
 
 
 def test_graph_layer_without_residual_is_the_plain_convolution():
-    from pipeline.model import GraphConv
+    from pipeline.model.network import GraphConv
     torch.manual_seed(0)
     h = torch.randn(1, 3, 4)
     a = torch.softmax(torch.randn(1, 3, 3), -1)
@@ -301,7 +303,7 @@ def test_graph_layer_without_residual_is_the_plain_convolution():
 
 
 def test_gated_proximity_by_hand():
-    from pipeline.model import gated_proximity_adjacency
+    from pipeline.model.network import gated_proximity_adjacency
     # video mean (1, 1); deviations (-1,-1), (1,-1), (0,2): cos(0,1) = 0 (kept), cos(0,2) = cos(1,2) = -0.7071 (cut)
     x = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [1.0, 3.0]]])
     a = gated_proximity_adjacency(x)[0]
@@ -316,7 +318,7 @@ def test_gated_proximity_keeps_an_event_from_spilling():
     torch.manual_seed(0)
     x = 0.01 * torch.randn(1, 30, 8)
     x[0, 10:15] += torch.tensor([1.0] * 4 + [0.0] * 4)
-    from pipeline.model import gated_proximity_adjacency
+    from pipeline.model.network import gated_proximity_adjacency
     a = gated_proximity_adjacency(x)[0]
     inside = torch.zeros(30, dtype=torch.bool)
     inside[10:15] = True
@@ -391,16 +393,16 @@ def test_normal_subspace_option_is_wired_and_checked():
     _, _, p_min = _step(replace(base, pseudo_rule="minority"), x, y, n)
     assert p_min["boosted"] <= 0.5                                          # the smaller cluster is boosted
     with pytest.raises(ValueError, match="--normal-subspace must be >= 0"):
-        TR.TrainConfig(normal_subspace=-1).resolved()
+        training.TrainConfig(normal_subspace=-1).resolved()
     cfg = TR.config_from_args(TR.build_parser().parse_args(["--paper-literal", "--normal-subspace", "8"]))
     assert cfg.normal_subspace == 0
 
 
 def test_bcg_gate_by_hand():
     d_n = torch.tensor(0.2)
-    assert TR.clusters_found_anomalies(d_n, torch.tensor(0.39), 2.0) is False   # 0.39 < 2 x 0.2
-    assert TR.clusters_found_anomalies(d_n, torch.tensor(0.40), 2.0) is True
-    assert TR.clusters_found_anomalies(d_n, torch.tensor(0.01), 0.0) is True    # 0: the paper, always
+    assert training.clusters_found_anomalies(d_n, torch.tensor(0.39), 2.0) is False   # 0.39 < 2 x 0.2
+    assert training.clusters_found_anomalies(d_n, torch.tensor(0.40), 2.0) is True
+    assert training.clusters_found_anomalies(d_n, torch.tensor(0.01), 0.0) is True    # 0: the paper, always
 
 
 def test_bcg_gate_switches_eq5_off_for_the_batch():
@@ -413,11 +415,11 @@ def test_bcg_gate_switches_eq5_off_for_the_batch():
     assert p_off["kmax"] == pytest.approx(p_nobcg["kmax"]) and p_on["kmax"] != pytest.approx(p_off["kmax"])
     assert "pseudo_precision" not in p_off                                 # no truth given: nothing measured
     with pytest.raises(ValueError, match="--bcg-gate"):
-        TR.TrainConfig(bcg_gate=-1).resolved()
+        training.TrainConfig(bcg_gate=-1).resolved()
 
 
 def test_nearest_centre_by_hand_and_against_distances():
-    from pipeline.clustering import nearest_centre
+    from pipeline.model.clustering import nearest_centre
     c = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
     x = torch.tensor([[0.9, 5.0], [1.1, -3.0], [1.0, 7.0]])               # left of, right of, on the bisector x = 1
     assert nearest_centre(x, c).tolist() == [0, 1, 0]                       # a tie goes to centre 0
@@ -427,7 +429,7 @@ def test_nearest_centre_by_hand_and_against_distances():
 
 
 def test_far_rule_by_hand():
-    from pipeline.clustering import far_pseudo_labels, novelty
+    from pipeline.model.clustering import far_pseudo_labels, novelty
     # normal videos (first 2) sit at (0, 0) and (2, 0): their mean m = (1, 0)
     h = torch.tensor([[[0.0, 0.0], [0.0, 0.0]],
                       [[2.0, 0.0], [2.0, 0.0]],

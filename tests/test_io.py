@@ -1,4 +1,4 @@
-"""pipeline.io: atomic writes keep the mode a plain open() would give."""
+"""pipeline.common.io: atomic writes keep the mode a plain open() would give."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from pipeline import io
+from pipeline.common import io
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from pipeline.clustering import (CrossBatchMemory, expand_scores, farthest_init, kmeans2, pseudo_labels,
-                                 random_init)
-from pipeline.losses import batch_clustering_loss, centre_distance, kmax_k, kmax_loss, total_loss
-from pipeline.model import AnomalyGCN, GraphConv, proximity_adjacency, similarity_adjacency
+from pipeline.model.clustering import (CrossBatchMemory, expand_scores, farthest_init, kmeans2,
+                                       pseudo_labels, random_init)
+from pipeline.model.losses import batch_clustering_loss, centre_distance, kmax_k, kmax_loss, total_loss
+from pipeline.model.network import AnomalyGCN, GraphConv, proximity_adjacency, similarity_adjacency
 
 
 # ---------------------------------------------------------------- eq. 2: k-max loss
@@ -244,7 +244,7 @@ def test_clustering_loss_reaches_backbone_weights():
 
 # ---------------------------------------------------------------- eq. 2 + eq. 5 in logit space (what training uses)
 def test_kmax_loss_logits_equals_probability_form():
-    from pipeline.losses import kmax_loss_logits
+    from pipeline.model.losses import kmax_loss_logits
     torch.manual_seed(0)
     logits = torch.randn(4, 10)
     labels = torch.tensor([0, 1, 0, 1])
@@ -258,7 +258,7 @@ def test_kmax_loss_logits_equals_probability_form():
 
 
 def test_kmax_loss_logits_by_hand_and_unsaturated():
-    from pipeline.losses import kmax_loss_logits
+    from pipeline.model.losses import kmax_loss_logits
     # T=3 -> k=1; abnormal video logit 0 (s = .5) boosted by alpha 1.3: -log(.65) = 0.4307829
     z = torch.tensor([[0.0, -5.0, -5.0]])
     assert kmax_loss_logits(z, torch.tensor([1]), torch.tensor([[True, False, False]]), 1.3).item() == \
@@ -285,14 +285,14 @@ def test_model_standardisation_buffers_travel_in_state_dict():
 # ----------------------------------------------------------------------------- issue 22: views, centring
 
 def test_video_centred_input_by_hand():
-    from pipeline.model import video_centred_input
+    from pipeline.model.network import video_centred_input
     x = torch.tensor([[[1.0, 0.0], [3.0, 5.0], [10.0, 1.0]]])              # (1, 3, 2): medians 3 and 1
     want = torch.tensor([[[1.0, 0.0, -2.0, -1.0], [3.0, 5.0, 0.0, 4.0], [10.0, 1.0, 7.0, 0.0]]])
     assert torch.equal(video_centred_input(x), want)
 
 
 def test_pool_regions_by_hand():
-    from pipeline.video import pool_regions
+    from pipeline.features.video import pool_regions
     fmap = torch.arange(16.0).reshape(1, 1, 1, 4, 4)                      # one channel, one time step
     # 2 x 2 grid: the four 2 x 2 quadrants, row-major
     assert pool_regions(fmap, (2, 2)).flatten().tolist() == [2.5, 4.5, 10.5, 12.5]
@@ -320,12 +320,12 @@ def test_views_max_is_the_most_anomalous_view_and_sample_averages_probabilities(
 
 
 def test_sparsity_loss_is_the_mean_score():
-    from pipeline.losses import sparsity_loss
+    from pipeline.model.losses import sparsity_loss
     assert sparsity_loss(torch.tensor([[0.2, 0.4], [0.0, 1.0]])).item() == pytest.approx(0.4)
 
 
 def test_views_auto_follows_the_features_record():
-    from pipeline.train import resolve_views
+    from pipeline.model.training import resolve_views
     assert resolve_views("auto", {"coverage": "grid", "grid": "2x2", "crops": 4}) == "max"
     assert resolve_views("auto", {"coverage": "full", "crops": 1}) == "sample"
     assert resolve_views("auto", {"crops": 10}) == "sample"          # a record from before coverage existed

@@ -14,8 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import detect, evaluate, extract, train
-from pipeline.synthvideo import write_ucf_dataset
+from pipeline import detect
+from pipeline.features import reproduce
+from pipeline.scoring import timeline
+from pipeline import evaluate
+from pipeline.scoring import evaluation
+from pipeline import extract
+from pipeline.model import training
+from pipeline import train
+from pipeline.synth.videos import write_ucf_dataset
 
 FX = ["--short-side", "64", "--crop-size", "56"]
 RANDOM = ["--profile", "32x2", "--random-init", "--seed", "0"]
@@ -77,7 +84,7 @@ def test_detect_without_flags_reproduces_training_extraction(ucf_root, tmp_path,
                         "--no-plot", "--no-html"]) == 0          # no extraction flags at all
     printed = capsys.readouterr().out
     assert "does not record" not in printed
-    frames = detect.read_scores_csv(out / f"{test_video.stem}.scores.csv")
+    frames = timeline.read_scores_csv(out / f"{test_video.stem}.scores.csv")
     clips = clip_scores[test_video.stem]
     np.testing.assert_allclose(frames[::16][:len(clips)], clips, rtol=0, atol=1e-6)
 
@@ -108,8 +115,8 @@ def test_train_refuses_features_extracted_two_ways(tmp_path, capsys):
 
 def test_a_new_extractor_key_is_carried_and_compared(tmp_path):
     """A setting the code does not know by name (e.g. coverage) is recorded and compared."""
-    from pipeline.data import Video
-    from pipeline.featstore import make_row
+    from pipeline.model.data import Video
+    from pipeline.features.featstore import make_row
 
     folder = tmp_path / "features" / "cam1"
     folder.mkdir(parents=True)
@@ -117,10 +124,10 @@ def test_a_new_extractor_key_is_carried_and_compared(tmp_path):
     rows = [make_row(meta, {"video": f"cam1/{n}", "status": "ok"}) for n in ("a", "b")]
     (tmp_path / "features" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     videos = [Video(n, 0, "", [folder / f"{n}.npy"]) for n in ("a", "b")]
-    rec = train.extractor_meta(videos, tmp_path / "features")
+    rec = training.extractor_meta(videos, tmp_path / "features")
     assert rec["coverage"] == "full" and rec["videos_described"] == 2
-    with pytest.raises(detect.CheckpointError, match="coverage: trained full, now center"):
-        detect.check_extractor(rec, dict(meta, coverage="center"))
+    with pytest.raises(reproduce.CheckpointError, match="coverage: trained full, now center"):
+        reproduce.check_extractor(rec, dict(meta, coverage="center"))
 
 
 # ----------------------------------------------------------------------------- 2: --device
@@ -180,7 +187,7 @@ def test_bad_device_in_extract(tmp_path, device, message):
 
 def _random_checkpoint(path: Path) -> Path:
     """A checkpoint with random model weights whose record says: random-weight 32x2 I3D at FX."""
-    from pipeline.model import AnomalyGCN
+    from pipeline.model.network import AnomalyGCN
 
     torch.manual_seed(0)
     model = AnomalyGCN(in_dim=2048, dropout=0.0)
@@ -318,7 +325,7 @@ def test_progress_in_a_log_is_plain_lines(tmp_path):
 
 def test_log_progress_prints_every_few_percent(capsys):
     import io
-    from pipeline.cli import progress_bar
+    from pipeline.common.cli import progress_bar
 
     buf = io.StringIO()
     bar = progress_bar(total=100, desc="scoring", unit="video", stream=buf, every_pct=25, every_s=1e9)
@@ -384,7 +391,7 @@ def test_evaluate_table_rows_align():
               "selected_by": "final", "checkpoint_epoch": 1, "auc": 0.5, "ap": 0.5, "auc_abnormal": 0.5,
               "far_threshold": 0.5, "far": 0.1, "mean_inside": 0.5, "mean_outside": 0.4, "mean_normal": 0.3,
               "per_class": {}}
-    rows = [l for l in evaluate.format_report(report).splitlines() if "(%)" in l]
+    rows = [l for l in evaluation.format_report(report).splitlines() if "(%)" in l]
     assert len(rows) == 4 and len({len(l) for l in rows}) == 1, rows
 
 
@@ -402,7 +409,7 @@ def test_watch_says_the_streams_ended_on_an_error(tmp_path, capsys):
 
 def test_review_page_keeps_long_names_and_the_last_time_label():
     """No browser here: the page's rules themselves (wrap names, keep edge labels in the canvas)."""
-    from pipeline import review
+    from pipeline.scoring import review
 
     assets = Path(review.__file__).parent / "review_assets"
     css = (assets / "style.css").read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import diagnostics as DG
+from pipeline.model import diagnostics as DG
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "ped2_benchmark.py"

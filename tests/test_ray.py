@@ -1,4 +1,4 @@
-"""Extraction on a real local Ray cluster (pipeline.raybackend), started by the test inside a
+"""Extraction on a real local Ray cluster (pipeline.features.raybackend), started by the test inside a
 network namespace with only loopback up (Ray binds to the machine's interface address otherwise)
 and a pid namespace (everything it started ends with it). Needs root, ``unshare`` and ``ray``
 (``pip install -e ".[ray]"``); skipped cleanly otherwise."""
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.extract import main, read_manifest
+from pipeline.extract import main
+from pipeline.features.featstore import read_manifest
 from videogen import make_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def test_ray_cluster_equals_local_survives_a_killed_worker_and_resumes(tmp_path)
 def test_actor_with_decode_worker_equals_local(tmp_path):
     """The Ray actor's per-video call (run here without Ray): decoding in a child process
     overlapped with the model gives the local backend's file and row."""
-    from pipeline.raybackend import ExtractActor
+    from pipeline.features.raybackend import ExtractActor
 
     make_video(tmp_path / "v" / "a.mp4", 40)
     assert main([str(tmp_path / "v"), "--out", str(tmp_path / "local"), "--workers", "0", *TINY]) == 0
@@ -121,6 +122,7 @@ def test_detect_backend_ray_flag_and_without_ray_says_how_to_install(tmp_path, m
     """detect --help lists --backend/--address; without the extra, --backend ray exits 2 with the
     install command (before the checkpoint or any video is read)."""
     from pipeline import detect as det
+    from pipeline.scoring import timeline
 
     with pytest.raises(SystemExit):
         det.main(["--help"])
@@ -155,7 +157,8 @@ def test_detect_on_ray_cluster_equals_local(tmp_path):
     local backend (a broken video fails in both, the others go on); a rerun reuses the features."""
     import torch
     from pipeline import detect as det
-    from pipeline.synthvideo import Event, VideoSpec, write_video
+    from pipeline.scoring import timeline
+    from pipeline.synth.videos import Event, VideoSpec, write_video
     from test_detect import FX, RANDOM, RECORD, _train_clip_supervised
 
     videos = tmp_path / "videos"
@@ -175,7 +178,7 @@ def test_detect_on_ray_cluster_equals_local(tmp_path):
                                    feats, steps=60)
     state["extractor"] = dict(RECORD)
     # the graph the helper trained (AnomalyGCN's defaults); a checkpoint without these keys loads
-    # with the fallbacks of older checkpoints (pipeline.model.build_model)
+    # with the fallbacks of older checkpoints (pipeline.model.network.build_model)
     state["config"].update(similarity="centred", graph_features="fc", proximity="gated")
     (tmp_path / "run").mkdir()
     torch.save(state, tmp_path / "run" / "model.pt")
@@ -198,7 +201,7 @@ def test_detect_on_ray_cluster_equals_local(tmp_path):
         for kind in ("scores.csv", "intervals.csv"):
             assert (out / f"{stem}.{kind}").read_text() == (local / f"{stem}.{kind}").read_text(), (stem, kind)
         assert (out / f"{stem}.png").stat().st_size > 1000
-    assert det.read_intervals_csv(out / "probe.intervals.csv"), "no interval: the comparison would be weak"
+    assert timeline.read_intervals_csv(out / "probe.intervals.csv"), "no interval: the comparison would be weak"
     assert _summary_without_run_details(out / "summary.json") == _summary_without_run_details(local / "summary.json")
     assert (out / "review.html").exists()
     # rerun (--overwrite, --address auto): the finished features are reused, not extracted again

@@ -16,11 +16,14 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.apps import detection
 from pipeline import detect as det
+from pipeline.scoring import timeline
 from pipeline import evaluate as E
 from pipeline import review as RV
-from pipeline.metrics import ScoredVideo, clip_to_frame_scores, frame_report
-from pipeline.synthvideo import Event, VideoSpec, write_video
+from pipeline.scoring import review
+from pipeline.common.metrics import ScoredVideo, clip_to_frame_scores, frame_report
+from pipeline.synth.videos import Event, VideoSpec, write_video
 
 sys.path.insert(0, str(Path(__file__).parent))
 from browser import run_browser, unavailable  # noqa: E402
@@ -53,12 +56,12 @@ def write_detect_folder(root: Path, codecs=(("h264clip", "libx264", ".mp4"), ("m
     for k, (name, codec, ext) in enumerate(codecs):
         video = write_video(VideoSpec(name, n_frames=n_frames, fps=int(FPS), size=64, seed=k,
                                       events=[Event("flash", 40, 71)]), root / "in" / f"{name}{ext}", codec=codec)
-        fs = det.frame_scores(_clip_curve(k, -(-n_frames // 16)) * (1.0 - 0.05 * k), n_frames)       # (frames,)
-        ivs = det.find_intervals(fs, FPS, 0.5, 1.0, 0.5)
-        files = det.output_paths(out, name)
+        fs = timeline.frame_scores(_clip_curve(k, -(-n_frames // 16)) * (1.0 - 0.05 * k), n_frames)       # (frames,)
+        ivs = timeline.find_intervals(fs, FPS, 0.5, 1.0, 0.5)
+        files = detection.output_paths(out, name)
         files.pop("plot")
-        files["scores"].write_text(det.scores_csv(fs, FPS))
-        files["intervals"].write_text(det.intervals_csv(ivs))
+        files["scores"].write_text(timeline.scores_csv(fs, FPS))
+        files["intervals"].write_text(timeline.intervals_csv(ivs))
         rows.append(dict(video=name, path=str(video), status="ok", error=None, frames=n_frames, fps=FPS,
                          duration_s=n_frames / FPS, max_score=float(fs.max()), intervals=ivs,
                          files={k: str(v) for k, v in files.items()}, settings=dict(SETTINGS, checkpoint="run")))
@@ -87,20 +90,20 @@ def assert_offline(page: Path) -> None:
 
 @pytest.mark.parametrize("n_frames", [160, 165, 7])
 def test_scores_encoding_round_trip(n_frames):
-    fs = det.frame_scores(np.random.default_rng(0).random(-(-n_frames // 16)), n_frames)
-    enc = RV.encode_scores(fs)
+    fs = timeline.frame_scores(np.random.default_rng(0).random(-(-n_frames // 16)), n_frames)
+    enc = review.encode_scores(fs)
     assert enc["step"] == 16 and len(enc["v"]) == -(-n_frames // 16)
-    np.testing.assert_array_equal(RV.decode_scores(enc), np.round(fs, 6))
+    np.testing.assert_array_equal(review.decode_scores(enc), np.round(fs, 6))
     noisy = np.random.default_rng(1).random(n_frames)                     # not piecewise constant
-    enc = RV.encode_scores(noisy)
-    assert enc["step"] == 1 and np.array_equal(RV.decode_scores(enc), np.round(noisy, 6))
+    enc = review.encode_scores(noisy)
+    assert enc["step"] == 1 and np.array_equal(review.decode_scores(enc), np.round(noisy, 6))
 
 
 def test_label_runs_and_curve_thinning():
-    assert RV.label_runs(np.array([0, 1, 1, 0, 0, 1])) == [[1, 2], [5, 5]]
-    assert RV.label_runs(np.zeros(4)) == []
+    assert review.label_runs(np.array([0, 1, 1, 0, 0, 1])) == [[1, 2], [5, 5]]
+    assert review.label_runs(np.zeros(4)) == []
     x = np.linspace(0, 1, 50_000) ** 2
-    tx, ty = RV.thin_curve(x, np.sqrt(x), 300)
+    tx, ty = review.thin_curve(x, np.sqrt(x), 300)
     assert len(tx) <= 2 * 300 + 2 and (tx[0], tx[-1]) == (0.0, 1.0)
     assert np.all(np.diff(tx) >= 0) and np.all(np.diff(ty) >= 0)
     assert trapz(ty, tx) == pytest.approx(trapz(np.sqrt(x), x), abs=2e-3)
@@ -108,7 +111,7 @@ def test_label_runs_and_curve_thinning():
 
 def test_detect_page_is_offline_sorted_with_video_or_thumbnails(tmp_path):
     out = write_detect_folder(tmp_path)
-    page = RV.write_detect_review(out)
+    page = review.write_detect_review(out)
     assert page == out / "review.html" and oct(page.stat().st_mode & 0o044) == oct(0o044)
     assert_offline(page)
     data = page_data(page)
@@ -116,16 +119,16 @@ def test_detect_page_is_offline_sorted_with_video_or_thumbnails(tmp_path):
     assert [v["max_score"] for v in data["videos"]] == sorted((v["max_score"] for v in data["videos"]), reverse=True)
     h264, mpeg4 = videos["h264clip"], videos["mpeg4clip"]
     assert h264["src"] == "../in/h264clip.mp4" and h264["thumbs"] == []          # the browser plays it
-    assert mpeg4["src"] is None and 1 <= len(mpeg4["thumbs"]) <= RV.N_THUMBS     # it does not: thumbnails
+    assert mpeg4["src"] is None and 1 <= len(mpeg4["thumbs"]) <= review.N_THUMBS     # it does not: thumbnails
     assert all(t["src"].startswith("data:image/jpeg;base64,") for t in mpeg4["thumbs"])
     assert [t["t"] for t in mpeg4["thumbs"]] == sorted(t["t"] for t in mpeg4["thumbs"])
     # the curve and the intervals are detect's, exactly
-    np.testing.assert_array_equal(RV.decode_scores(h264["scores"]), det.read_scores_csv(out / "h264clip.scores.csv"))
-    assert h264["intervals"] == det.read_intervals_csv(out / "h264clip.intervals.csv")
+    np.testing.assert_array_equal(review.decode_scores(h264["scores"]), timeline.read_scores_csv(out / "h264clip.scores.csv"))
+    assert h264["intervals"] == timeline.read_intervals_csv(out / "h264clip.intervals.csv")
     assert any("broken" in p for p in data["problems"])
     # a folder without results: a clear error naming it
     with pytest.raises(FileNotFoundError, match="summary.json"):
-        RV.write_detect_review(tmp_path / "empty")
+        review.write_detect_review(tmp_path / "empty")
 
 
 def test_review_cli_rebuilds_page(tmp_path, capsys):
@@ -156,7 +159,7 @@ def _scored_videos(n: int = 12, seed: int = 0) -> list[ScoredVideo]:
 def test_report_page_worst_first_with_curves(tmp_path):
     videos = _scored_videos()
     report = frame_report(videos, 0.5)
-    page = RV.write_evaluation_review(tmp_path / "report.html", report, videos)
+    page = review.write_evaluation_review(tmp_path / "report.html", report, videos)
     assert_offline(page)
     data = page_data(page)
     assert data["report"]["auc"] == report["auc"] and len(data["videos"]) == len(videos)
@@ -166,8 +169,8 @@ def test_report_page_worst_first_with_curves(tmp_path):
         lab = v.frame_labels.astype(bool)
         assert row["missed"] == int((lab & (v.frame_scores < 0.5)).sum())
         assert row["false_alarms"] == int((~lab & (v.frame_scores >= 0.5)).sum())
-        assert row["gt"] == RV.label_runs(v.frame_labels)
-        np.testing.assert_allclose(RV.decode_scores(row["scores"]), v.frame_scores, atol=5e-4)
+        assert row["gt"] == review.label_runs(v.frame_labels)
+        np.testing.assert_allclose(review.decode_scores(row["scores"]), v.frame_scores, atol=5e-4)
     errors = [r["missed"] + r["false_alarms"] for r in data["videos"]]
     assert errors == sorted(errors, reverse=True) and errors[0] > 0
     # the drawn ROC curve is the report's: its area is the AUC
@@ -212,7 +215,7 @@ def interval_cases(data: dict) -> list[list]:
     """(scores, fps, threshold, min_duration, merge_gap) cases for JS-vs-Python, from the page's
     own curves and from irregular per-frame curves with values exactly at the thresholds."""
     rng = np.random.default_rng(5)
-    curves = [(RV.decode_scores(v["scores"]), v["fps"]) for v in data["videos"]]
+    curves = [(review.decode_scores(v["scores"]), v["fps"]) for v in data["videos"]]
     noisy = np.round(rng.random(700), 2)
     noisy[100:140] = 0.8
     curves += [(noisy, 25.0), (np.round(np.sin(np.arange(900) / 37.0) ** 2, 3), 29.97), (np.array([0.7]), 10.0)]
@@ -227,11 +230,11 @@ def interval_cases(data: dict) -> list[list]:
 @browser
 def test_detect_page_in_browser(tmp_path):
     out = write_detect_folder(tmp_path)
-    page = RV.write_detect_review(out)
+    page = review.write_detect_review(out)
     data = page_data(page)
     h264 = next(v for v in data["videos"] if v["name"] == "h264clip")
-    scores = RV.decode_scores(h264["scores"])
-    at_07 = det.find_intervals(scores, FPS, 0.7, 1.0, 0.5)
+    scores = review.decode_scores(h264["scores"])
+    at_07 = timeline.find_intervals(scores, FPS, 0.7, 1.0, 0.5)
     assert len(at_07) != len(h264["intervals"])
     shots = shots_dir(tmp_path)
     cases = interval_cases(data)
@@ -289,7 +292,7 @@ def test_detect_page_in_browser(tmp_path):
         assert r[15] == len(at_07) and r[16] == str(len(at_07)) == r[17]         # the slider redrew them
         assert r[21] == pytest.approx(0.75 * h264["duration_s"], abs=0.2)         # click on the curve seeks
         for (scores_, fps, thr, md, gap), js in zip(cases, r[18]):               # JS rule == Python rule
-            py = det.find_intervals(np.asarray(scores_), fps, thr, md, gap)
+            py = timeline.find_intervals(np.asarray(scores_), fps, thr, md, gap)
             assert [(i["start_frame"], i["end_frame"], i["peak_frame"]) for i in js] == \
                    [(i["start_frame"], i["end_frame"], i["peak_frame"]) for i in py], (thr, md, gap)
             for a, b in zip(js, py):
@@ -305,7 +308,7 @@ def test_detect_page_in_browser(tmp_path):
 def evaluated(tmp_path_factory):
     """A small trained model evaluated through the CLI with --html (as tests/test_evaluate.py)."""
     from pipeline import train as T
-    from pipeline.synth import make_dataset
+    from pipeline.synth.features import make_dataset
 
     base = tmp_path_factory.mktemp("review_eval")
     root = base / "data"
@@ -360,7 +363,7 @@ def test_report_page_in_browser(evaluated, tmp_path):
 def test_detect_cli_writes_review_page(tmp_path):
     """detect end to end (random-weight I3D at 64x64, a random model) writes a page that opens;
     --no-html writes none."""
-    from pipeline.model import AnomalyGCN
+    from pipeline.model.network import AnomalyGCN
 
     torch.manual_seed(0)
     record = dict(profile="32x2", weights=None, weights_sha256=None, random_init=True, seed=0, crops=1,
@@ -393,7 +396,7 @@ MIST = SHARED / "data" / "ucf_crime" / "Temporal_Anomaly_Annotation_New.txt"
 def test_report_page_for_the_ucf_test_set_stays_small(tmp_path):
     """UCF-Crime's real test geometry (290 videos, 1.1 M frames, from MIST's annotation, which
     records frame counts) with random scores: the page holds every video and stays under 0.6 MB."""
-    from pipeline import data as D
+    from pipeline.model import data as D
     ann = D.read_annotations(MIST, "ucf")
     rng = np.random.default_rng(0)
     videos = []
@@ -402,7 +405,7 @@ def test_report_page_for_the_ucf_test_set_stays_small(tmp_path):
         lab = ann.frame_labels(name, 16 * clips)
         videos.append(ScoredVideo(name, int(lab.any()), ann.classes.get(name, ""),
                                   clip_to_frame_scores(rng.random(clips)), lab))
-    page = RV.write_evaluation_review(tmp_path / "report.html", {"far_threshold": 0.5, "n_videos": 290}, videos)
+    page = review.write_evaluation_review(tmp_path / "report.html", {"far_threshold": 0.5, "n_videos": 290}, videos)
     data = page_data(page)
     assert len(data["videos"]) == 290 and sum(v["frames"] for v in data["videos"]) == sum(len(v.frame_scores) for v in videos)
     assert page.stat().st_size < 600_000

@@ -1,4 +1,4 @@
-"""Stage 1's network runtimes (pipeline.runtimes): choice, and features equal to torch fp32's.
+"""Stage 1's network runtimes (pipeline.features.runtimes): choice, and features equal to torch fp32's.
 
 onnxruntime and OpenVINO are optional: their tests are skipped when the package is absent, and the
 choice of ``auto`` is tested with them hidden.
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import runtimes as R
-from pipeline.detect import check_extractor, resolve_extractor
-from pipeline.extractor import FeatureExtractor, resolve_precision
+from pipeline.features import runtimes as R
+from pipeline.features.reproduce import check_extractor, resolve_extractor
+from pipeline.features.extractor import FeatureExtractor, resolve_precision
 
 
 @pytest.fixture(autouse=True)

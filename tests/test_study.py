@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import evaluate as E
+from pipeline.scoring import evaluation as E
+from pipeline.apps import ablation
 from pipeline import study as S
-from pipeline import train as TR
-from pipeline.synth import make_dataset
+from pipeline.model import training as TR
+from pipeline.synth.features import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 64
@@ -81,7 +82,7 @@ def test_cli_tiny_study_report_and_results(tiny_study):
     assert res["headline"] == "auc" and res["session"]["trained"] == 4 and res["session"]["cached"] == 0
     assert set(res["cells"]) == {"t2-backbone", "t2-bcg"}
     for cell in res["cells"].values():
-        for sel in S.SELECTIONS:
+        for sel in ablation.SELECTIONS:
             vals = [v for v in cell[sel]["values"]]
             assert len(vals) == 2 and all(0.0 <= v <= 1.0 for v in vals)
             assert cell[sel]["n"] == 2
@@ -98,9 +99,9 @@ def test_cli_tiny_study_report_and_results(tiny_study):
     for r in runs:
         ev = json.loads((r / "eval.json").read_text())
         assert ev["final"]["checkpoint_epoch"] == 2 and ev["validation"]["selected_by"] == "validation"
-        assert ev["test_selected"]["label"] == S.TEST_SELECTED_LABEL and len(ev["epochs"]) == 2
+        assert ev["test_selected"]["label"] == ablation.TEST_SELECTED_LABEL and len(ev["epochs"]) == 2
         assert (r / "model.pt").exists() and (r / "best.pt").exists() and not (r / "epochs").exists()
-        assert S.run_key.__doc__ and json.loads((r / "key.json").read_text())["seed"] in (0, 1)
+        assert ablation.run_key.__doc__ and json.loads((r / "key.json").read_text())["seed"] in (0, 1)
 
 
 def test_rerun_is_cached_and_deleted_cell_recomputes_alone(tiny_study, data_root, monkeypatch, capsys):
@@ -142,47 +143,47 @@ def test_sweep_matches_evaluate(tiny_study, data_root):
     out, _ = tiny_study
     run = sorted((out / "runs").iterdir())[0]
     ref = E.evaluate("ucf", str(data_root), str(run / "model.pt"), device="cpu", quiet=True)
-    got = S.sweep_checkpoints("ucf", str(data_root), [run / "model.pt", run / "best.pt"], "cpu")
+    got = ablation.sweep_checkpoints("ucf", str(data_root), [run / "model.pt", run / "best.pt"], "cpu")
     assert got[0]["auc"] == pytest.approx(ref["auc"], abs=1e-12)
     assert got[0]["ap"] == pytest.approx(ref["ap"], abs=1e-12)
     assert got[0]["per_class"] == pytest.approx(ref["per_class"])
 
 
 def test_cells_share_runs_across_tables(data_root):
-    cells = S.build_cells(S.TABLES, S.DEFAULT_ALPHAS)
+    cells = ablation.build_cells(ablation.TABLES, ablation.DEFAULT_ALPHAS)
     assert len(cells) == 6 + 3 + 4 + 6                 # Table 2: 4 rows of the paper + 2 controls
     base = TR.TrainConfig(data_root=str(data_root), epochs=2).resolved()
-    fp = S.data_fingerprint(data_root, "ucf")
-    jobs = S.plan_jobs(cells, {t: [0] for t in S.TABLES}, base, fp)
+    fp = ablation.data_fingerprint(data_root, "ucf")
+    jobs = ablation.plan_jobs(cells, {t: [0] for t in ablation.TABLES}, base, fp)
     assert len(jobs) == 16                             # FC (the default layer) = +L_bc, way1 = +CBL, alpha 1.3 = +BCG
     shared = {tuple(sorted(c.id for c in j.cells)) for j in jobs if len(j.cells) > 1}
     assert shared == {("t2-bc", "t3-fc"), ("t2-cbl", "t4-way1"), ("fig2-1.3", "t2-bcg")}
-    two = S.plan_jobs(cells, {"2": [0, 1], "3": [0], "4": [0], "fig2": [0]}, base, fp)
+    two = ablation.plan_jobs(cells, {"2": [0, 1], "3": [0], "4": [0], "fig2": [0]}, base, fp)
     assert len(two) == 22                               # Table 2's second seed adds 6 runs
 
 
 def test_run_key(data_root, tmp_path):
-    fp = S.data_fingerprint(data_root, "ucf")
+    fp = ablation.data_fingerprint(data_root, "ucf")
     cfg = TR.TrainConfig(data_root=str(data_root), epochs=2, seed=0)
-    k = S.run_key(cfg, fp)
+    k = ablation.run_key(cfg, fp)
     from dataclasses import replace
-    assert S.run_key(replace(cfg, out=str(tmp_path), device="cuda", quiet=True), fp) == k
+    assert ablation.run_key(replace(cfg, out=str(tmp_path), device="cuda", quiet=True), fp) == k
     for change in (dict(seed=1), dict(epochs=3), dict(data_root=str(tmp_path)), dict(alpha=1.2), dict(lr=0.01)):
-        assert S.run_key(replace(cfg, **change), fp) != k, change
-    assert S.run_key(cfg, {**fp, "annotations": "other"}) != k
-    for name, neutral in S.KEY_NEUTRAL.items():       # an option at its neutral value leaves keys alone
-        assert name not in S.key_material(replace(cfg, **{name: neutral}), fp)
-        assert name in S.key_material(replace(cfg, **{name: not neutral}), fp)
+        assert ablation.run_key(replace(cfg, **change), fp) != k, change
+    assert ablation.run_key(cfg, {**fp, "annotations": "other"}) != k
+    for name, neutral in ablation.KEY_NEUTRAL.items():       # an option at its neutral value leaves keys alone
+        assert name not in ablation.key_material(replace(cfg, **{name: neutral}), fp)
+        assert name in ablation.key_material(replace(cfg, **{name: not neutral}), fp)
 
 
 def test_parsers_and_errors(data_root, tmp_path, capsys):
-    assert S.parse_tables("fig2,2") == ("2", "fig2")
-    assert S.parse_tables("table3, Fig.2") == ("3", "fig2")
+    assert ablation.parse_tables("fig2,2") == ("2", "fig2")
+    assert ablation.parse_tables("table3, Fig.2") == ("3", "fig2")
     with pytest.raises(ValueError, match="--tables"):
-        S.parse_tables("5")
-    assert S.parse_seeds(3, "fig2=1,4=2", 10, ("2", "4", "fig2")) == {"2": [10, 11, 12], "4": [10, 11], "fig2": [10]}
+        ablation.parse_tables("5")
+    assert ablation.parse_seeds(3, "fig2=1,4=2", 10, ("2", "4", "fig2")) == {"2": [10, 11, 12], "4": [10, 11], "fig2": [10]}
     with pytest.raises(ValueError, match="--table-seeds"):
-        S.parse_seeds(2, "2:3", 0, ("2",))
+        ablation.parse_seeds(2, "2:3", 0, ("2",))
     assert S.main(["--data-root", str(tmp_path / "nope")]) == 2
     assert "data root not found" in capsys.readouterr().err
     assert S.main(["--data-root", str(data_root), "--cells", "t9-x", "--feature-dim", str(DIM)]) == 2
@@ -202,5 +203,5 @@ def test_report_only_and_fig2_plot(tiny_study, data_root, tmp_path):
         f"fig2-{a}": {"table": "fig2", "overrides": {"alpha": a},
                       "validation": {"mean": m, "std": 0.01, "n": 2}, "final": {"mean": m - 0.02, "std": None, "n": 1}}
         for a, m in ((1.0, 0.80), (1.3, 0.84), (1.5, 0.82))}}
-    png = S.plot_alpha(fake, tmp_path / "fig2_alpha.png")
+    png = ablation.plot_alpha(fake, tmp_path / "fig2_alpha.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,4 @@
-"""Tests of pipeline.synth: generated datasets parse with pipeline.data exactly like the real files,
+"""Tests of pipeline.synth: generated datasets parse with pipeline.model.data exactly like the real files,
 labels and intervals match the recorded truth, the CLI runs, the difficulty is as documented."""
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import synth
-from pipeline.data import (
-    find_file, index_features, load_features, load_split, read_annotations, read_split,
-)
+from pipeline.synth import features as synth
+from pipeline.model.data import (find_file, index_features, load_features, load_split, read_annotations,
+                                 read_split)
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(n_train_normal=5, n_train_abnormal=6, n_test_normal=4, n_test_abnormal=5,

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.model import data as D
+from pipeline.model import training
 from pipeline import train as T
-from pipeline.synth import make_dataset
+from pipeline.synth.features import make_dataset
 
 FAST = ["--epochs", "2", "--batch-size", "8", "--T", "16", "--quiet", "--feature-dim", "256"]
 
@@ -107,7 +109,7 @@ def test_validation_selection_holds_out_stratified_videos(root, tmp_path):
 
 def test_balanced_batches_are_half_normal_half_abnormal():
     labels = torch.tensor([0] * 5 + [1] * 9)
-    b = T.BalancedBatches(labels, list(range(14)), 6, torch.Generator().manual_seed(0))
+    b = training.BalancedBatches(labels, list(range(14)), 6, torch.Generator().manual_seed(0))
     assert len(b) == 3                                   # ceil(9 / 3)
     seen = set()
     for normal, abnormal in b:
@@ -119,7 +121,7 @@ def test_balanced_batches_are_half_normal_half_abnormal():
 
 def test_split_validation_is_stratified_and_disjoint():
     labels = torch.tensor([0] * 10 + [1] * 20)
-    tr, va = T.split_validation(labels, 0.2, torch.Generator().manual_seed(0))
+    tr, va = training.split_validation(labels, 0.2, torch.Generator().manual_seed(0))
     assert not set(tr) & set(va) and len(tr) + len(va) == 30
     assert sum(int(labels[i]) for i in va) == 4 and len(va) == 6
 
@@ -181,7 +183,7 @@ def test_no_manifest_means_unknown_extractor(root, tmp_path):
 
 
 def test_standardize_stores_training_statistics_in_the_model(root, tmp_path):
-    from pipeline import data as D
+    from pipeline.model import data as D
     assert run(root, tmp_path / "run", "--standardize") == 0
     state = load(tmp_path / "run" / "model.pt")["model"]
     videos = D.load_split(root, "ucf", "train")
@@ -196,7 +198,7 @@ def test_standardize_stores_training_statistics_in_the_model(root, tmp_path):
 
 
 def test_extractor_seed_only_matters_for_random_weights(tmp_path):
-    from pipeline.data import Video
+    from pipeline.model.data import Video
     folder = tmp_path / "f"
     folder.mkdir()
     base = {"profile": "32x2", "weights_sha256": "abc", "crops": 1, "short_side": 256, "crop_size": 224,
@@ -208,10 +210,10 @@ def test_extractor_seed_only_matters_for_random_weights(tmp_path):
         (folder / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
     write(False)                                     # pretrained weights: the seeds differ, nothing else
-    assert T.extractor_meta(videos)["videos_described"] == 2
+    assert training.extractor_meta(videos)["videos_described"] == 2
     write(True)                                      # random weights: different seeds are different networks
-    with pytest.raises(T.D.DataError, match="different settings"):
-        T.extractor_meta(videos)
+    with pytest.raises(D.DataError, match="different settings"):
+        training.extractor_meta(videos)
 
 
 # ----------------------------------------------------------------------------- issue 11
@@ -245,7 +247,7 @@ def test_resume_from_corrupt_last_pt_names_the_file(root, tmp_path, capsys, monk
     last = tmp_path / "run" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])                       # truncated by a full disk, say
     loads = []
-    monkeypatch.setattr(T, "load_training_set", lambda *a, **k: loads.append(1))
+    monkeypatch.setattr(training, "load_training_set", lambda *a, **k: loads.append(1))
     assert run(root, tmp_path / "run", "--resume") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(last) in err[0] and "cannot resume" in err[0] and "--overwrite" in err[0]
@@ -321,10 +323,10 @@ def test_ctrl_c_is_one_line_and_exit_130(root, tmp_path):
 def test_training_set_cache_is_reused_and_keyed_by_the_files(root, tmp_path, capsys):
     import shutil
     data = tmp_path / "data"
-    shutil.copytree(root, data, ignore=shutil.ignore_patterns(T.CACHE_DIR))   # other tests' caches stay behind
+    shutil.copytree(root, data, ignore=shutil.ignore_patterns(training.CACHE_DIR))   # other tests' caches stay behind
     args = ["--epochs", "1", "--batch-size", "8", "--T", "16", "--feature-dim", "256"]
     assert T.main(["--data-root", str(data), "--out", str(tmp_path / "a"), *args]) == 0
-    caches = list((data / T.CACHE_DIR).glob("train_T16_*.cache"))
+    caches = list((data / training.CACHE_DIR).glob("train_T16_*.cache"))
     assert len(caches) == 1 and "from the cache" not in capsys.readouterr().out
     assert T.main(["--data-root", str(data), "--out", str(tmp_path / "b"), *args]) == 0
     assert "from the cache" in capsys.readouterr().out
@@ -337,15 +339,15 @@ def test_training_set_cache_is_reused_and_keyed_by_the_files(root, tmp_path, cap
     np.save(f, np.load(f) * 2)
     assert T.main(["--data-root", str(data), "--out", str(tmp_path / "d"), *args]) == 0
     assert "from the cache" not in capsys.readouterr().out
-    assert len(list((data / T.CACHE_DIR).glob("train_T16_*.cache"))) == 2
+    assert len(list((data / training.CACHE_DIR).glob("train_T16_*.cache"))) == 2
     # another T: another file
-    assert T.training_cache_path(T.D.load_split(data, "ucf", "train"), 8, 256, tmp_path).name.startswith("train_T8_")
+    assert training.training_cache_path(D.load_split(data, "ucf", "train"), 8, 256, tmp_path).name.startswith("train_T8_")
 
 
 def test_pickled_feature_file_gives_no_unsafe_advice(root, tmp_path, capsys):
     import shutil
     bad = tmp_path / "bad"
-    shutil.copytree(root, bad, ignore=shutil.ignore_patterns(T.CACHE_DIR))
+    shutil.copytree(root, bad, ignore=shutil.ignore_patterns(training.CACHE_DIR))
     f = sorted((bad / "UCF_Train_ten_crop_i3d").glob("*.npy"))[0]
     np.save(f, np.array([{"not": "features"}], dtype=object), allow_pickle=True)
     assert run(bad, tmp_path / "run") == 2
@@ -358,20 +360,20 @@ def test_generic_clip_truth_file_gives_the_log_its_truth_measures(root, tmp_path
     """A data root's ``clip_truth.npz`` (any dataset: e.g. real Ped2, whose anomalous training videos
     have frame truth) is what training measures purity etc. against, like a generated root's synth_truth.npz."""
     import shutil
-    from pipeline import diagnostics as DG
+    from pipeline.model import diagnostics as DG
     data = tmp_path / "data"
     shutil.copytree(root, data, ignore=shutil.ignore_patterns(".pipeline_cache"))
     truth = DG.load_clip_truth(data / "synth_truth.npz")
     (data / "synth_truth.npz").unlink()
     names = sorted(truth)
-    assert T.load_segment_truth(data, names, 16) is None
+    assert training.load_segment_truth(data, names, 16) is None
     DG.save_clip_truth(data / "clip_truth.npz", [dict(name=n, clip_labels=truth[n]["clip_labels"]) for n in names])
     back = DG.load_clip_truth(data / "clip_truth.npz")
     assert sorted(back) == names
     for n in names:
         assert np.array_equal(back[n]["clip_labels"], truth[n]["clip_labels"])
         assert back[n]["label"] == int(truth[n]["clip_labels"].any()) and back[n]["split"] == ""
-    seg = T.load_segment_truth(data, names, 16)
+    seg = training.load_segment_truth(data, names, 16)
     assert seg.shape == (len(names), 16) and seg.sum() > 0
     assert run(data, tmp_path / "run", "--bc") == 0
     log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -379,7 +381,7 @@ def test_generic_clip_truth_file_gives_the_log_its_truth_measures(root, tmp_path
 
 
 def test_clip_truth_from_frames_counts_half_and_pads_like_evaluate():
-    from pipeline.diagnostics import clip_truth_from_frames
+    from pipeline.model.diagnostics import clip_truth_from_frames
     f = np.zeros(36, np.uint8)          # 3 clips of 16, the last one 4 real frames
     f[8:16] = 1                         # half of clip 0
     f[16:23] = 1                        # 7 of clip 1's 16: below half

@@ -1,12 +1,12 @@
-"""Decoding, clip counting, crops and normalisation (pipeline.video)."""
+"""Decoding, clip counting, crops and normalisation (pipeline.features.video)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from pipeline.video import (FrameStream, VideoError, crop_boxes, crop_clips, find_videos,
-                            iter_clips, normalize, num_clips, probe, resized_size)
+from pipeline.features.video import (FrameStream, VideoError, crop_boxes, crop_clips, find_videos,
+                                     iter_clips, normalize, num_clips, probe, resized_size)
 from videogen import frame_image, make_video, truncate
 
 

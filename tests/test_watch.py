@@ -1,6 +1,6 @@
 """pipeline.watch: live scores on streams (causal windows, live intervals, drops, reconnects, signals).
 
-The end-to-end fixture renders tiny 64x48 videos with planted flashes (pipeline.synthvideo), extracts
+The end-to-end fixture renders tiny 64x48 videos with planted flashes (pipeline.synth.videos), extracts
 their features with a random-weight I3D at short side 48, fits a small model to their clip labels
 and saves it with its extractor record, so that watch builds its extractor from the checkpoint.
 Network tests (slow) serve real streams from tests/streamserve.py inside a network namespace with
@@ -22,13 +22,15 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.apps import watching
+from pipeline.scoring import causal
 from pipeline import watch as W
-from pipeline import stream as S
-from pipeline.detect import find_intervals, frame_scores
-from pipeline.evaluate import score_clips
-from pipeline.model import AnomalyGCN
-from pipeline.synthvideo import Event, VideoSpec, render_frames
-from pipeline.train import feature_statistics
+from pipeline.apps import stream as S
+from pipeline.scoring.timeline import find_intervals, frame_scores
+from pipeline.scoring.checkpoint import score_clips
+from pipeline.model.network import AnomalyGCN
+from pipeline.synth.videos import Event, VideoSpec, render_frames
+from pipeline.model.training import feature_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT, CROP, FPS = 48, 48, 16
@@ -47,7 +49,7 @@ def test_live_intervals_equal_find_intervals_on_the_whole_score(seed):
     s = np.repeat(np.clip(clips, 0, 1), 16)                # (frames,)
     args = dict(threshold=0.5, min_duration=[0.0, 1.0, 2.5][seed % 3], merge_gap=[0.0, 0.5, 3.0][seed // 2])
     t = 100.0 + np.arange(len(s)) / fps                     # stream times
-    tr = W.IntervalTracker(fps, **args)
+    tr = watching.IntervalTracker(fps, **args)
     events, longest = [], 0
     for i in range(0, len(s), 16):
         events += tr.push(s[i:i + 16], t[i:i + 16])
@@ -68,7 +70,7 @@ def test_live_intervals_equal_find_intervals_on_the_whole_score(seed):
 
 
 def test_an_endless_interval_is_split_to_bound_memory():
-    tr = W.IntervalTracker(10.0, threshold=0.5, min_duration=1.0, merge_gap=0.5, max_interval=20.0)
+    tr = watching.IntervalTracker(10.0, threshold=0.5, min_duration=1.0, merge_gap=0.5, max_interval=20.0)
     events = []
     for i in range(100):                                    # 160 s above the threshold
         events += tr.push(np.full(16, 0.9), np.arange(i * 16, i * 16 + 16) / 10.0)
@@ -81,14 +83,14 @@ def test_causal_scores_are_the_window_model_and_end_like_offline():
     torch.manual_seed(0)
     model = AnomalyGCN(in_dim=64, dropout=0.0).eval()
     feats = np.random.default_rng(0).random((20, 2, 64), dtype=np.float32)
-    c = W.causal_scores(model, feats, window=5)
+    c = causal.causal_scores(model, feats, window=5)
     assert c.shape == (20,)
     for t in (0, 3, 4, 12, 19):                             # clip t: the model on clips t-4..t, last score
         assert c[t] == pytest.approx(score_clips(model, feats[max(0, t - 4):t + 1])[-1], abs=1e-7)
-    full = W.causal_scores(model, feats, window=100)        # a window longer than the video: the newest
+    full = causal.causal_scores(model, feats, window=100)        # a window longer than the video: the newest
     assert full[-1] == pytest.approx(score_clips(model, feats)[-1], abs=1e-7)   # clip sees everything
     with pytest.raises(ValueError, match="--window"):
-        W.CausalWindow(model, 0)
+        causal.CausalWindow(model, 0)
 
 
 def test_sources_names_and_schemes(tmp_path):
@@ -148,7 +150,7 @@ def write_small(spec: VideoSpec, path: Path) -> Path:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """Tiny videos, a model fitted to their clip labels, saved with its extractor record."""
-    from pipeline.extractor import FeatureExtractor
+    from pipeline.features.extractor import FeatureExtractor
 
     root = tmp_path_factory.mktemp("watch")
     fx = FeatureExtractor(profile="32x2", random_init=True, seed=0, crops=1, short_side=SHORT, crop_size=CROP,
@@ -201,7 +203,7 @@ def test_watch_a_recording_equals_offline_causal_scores(live, tmp_path):
     lines = read_lines(out)
     scores = [l for l in lines if l["event"] == "score"]
     feats, info = live["fx"].extract(live["probe"])                         # offline, as detect extracts
-    want = W.causal_scores(live["model"], feats, window=4)
+    want = causal.causal_scores(live["model"], feats, window=4)
     assert len(scores) == len(want) == 10                                    # 150 frames: 9 clips + a padded one
     np.testing.assert_allclose([l["score"] for l in scores], want, rtol=0, atol=1e-6)   # batching only
     assert [l["t"] for l in scores] == pytest.approx(np.arange(10) * 16 / FPS)
@@ -324,3 +326,32 @@ def test_watch_real_streams_reconnect_log_gaps_and_drop(live, tmp_path):
     scores = [l for l in fast if l["event"] == "score"]
     assert end["dropped"] > 0 and len([l for l in fast if l["event"] == "drop"]) == end["dropped"]
     assert max(l["latency_s"] for l in scores) < 0.5 * res["fast_wall_s"]
+
+
+def test_watch_warms_the_network_up_before_the_streams_start(live, tmp_path, capsys, monkeypatch):
+    """The network's first call for the stream's frame size (OpenVINO: convert and compile) happens
+    before any reader starts, on the size the source's first frame gives; a UDP source is not probed
+    (a second listener on its port would take its packets)."""
+    from pipeline.apps import stream as S
+    from pipeline.apps import watching
+
+    order = []
+    real_features = live["fx"].__class__.features
+
+    def features(self, clips):
+        order.append(("features", tuple(clips.shape)))
+        return real_features(self, clips)
+
+    real_start = S.StreamReader.start
+    monkeypatch.setattr(live["fx"].__class__, "features", features)
+    monkeypatch.setattr(S.StreamReader, "start", lambda self: order.append(("start",)) or real_start(self))
+    rc = W.main([str(live["probe"]), "--checkpoint", str(live["run"]), "--jsonl", str(tmp_path / "o.jsonl"),
+                 "--device", "cpu"])
+    assert rc == 0
+    info = live["fx"].extract(live["probe"])[1]
+    h, w = info["height"], info["width"]
+    assert order[0] == ("features", (1, 16, h, w, 3)) and order[1] == ("start",)
+    assert f"warmed up the network for {w}x{h} frames" in capsys.readouterr().err
+    assert not S.probe_safe("udp://127.0.0.1:5000") and not S.probe_safe("/dev/video0")
+    assert S.probe_safe("rtsp://cam/1") and S.probe_safe(str(live["probe"]))
+    assert watching.WARM_UP_PROBE_S <= 5.0

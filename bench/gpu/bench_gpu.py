@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pipeline.extract import FeatureExtractor, run  # noqa: E402
+from pipeline.features.extractor import FeatureExtractor
+from pipeline.features.backends import run  # noqa: E402
 
 UCF_CLIPS = 128 * 3600 * 30 // 16  # 864,000
 
@@ -91,7 +92,7 @@ def main(argv=None):
                         rel_l2=float((a - b).norm() / b.norm())))
 
     from videogen import make_video
-    from pipeline.video import FrameStream
+    from pipeline.features.video import FrameStream
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)

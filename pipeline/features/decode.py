@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Sequence
 
-from pipeline.video import (CLIP_LEN, DEFAULT_IMAGE_FPS, FrameStream, VideoError, iter_clip_batches,
-                            iter_clips)
+from pipeline.features.video import (CLIP_LEN, DEFAULT_IMAGE_FPS, FrameStream, VideoError, iter_clip_batches,
+                                     iter_clips)
 
 #: A decode stopping before this fraction of the frames the header announces is a truncated file.
 TRUNCATED_BELOW = 0.9

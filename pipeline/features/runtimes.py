@@ -2,7 +2,7 @@
 
 Every runner is one call: normalised clips (N, 3, T, H, W) float32 tensor -> (N, D) float32 tensor,
 the network's pooled features. Cropping, normalisation and decoding stay in
-:class:`pipeline.extractor.FeatureExtractor`; only the forward pass changes.
+:class:`pipeline.features.extractor.FeatureExtractor`; only the forward pass changes.
 
 - ``torch``: the module itself, ``channels_last_3d``, bf16 by autocast when asked (CPU: oneDNN's
   bf16 kernels, fast where the CPU has avx512_bf16 or AMX).

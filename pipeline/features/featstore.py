@@ -264,7 +264,7 @@ def find_record(feature_file: Path, top: Optional[Path] = None,
 def settings_diff(row: Dict[str, Any], meta: Dict[str, Any]) -> Dict[str, Tuple[Any, Any]]:
     """{key: (row's value, meta's value)} for the SETTING_KEYS that differ (a row written before
     coverage existed has the coverage its ``crops`` meant)."""
-    from pipeline.video import coverage_of
+    from pipeline.features.video import coverage_of
     row, meta = dict(row, coverage=coverage_of(row)), dict(meta, coverage=coverage_of(meta))
     return {k: (row.get(k), meta.get(k)) for k in SETTING_KEYS if row.get(k) != meta.get(k)}
 

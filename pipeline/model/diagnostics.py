@@ -15,8 +15,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .data import resample
-from .losses import kmax_k
+from pipeline.model.data import resample
+from pipeline.model.losses import kmax_k
 
 
 def single_cluster_share(assign: torch.Tensor) -> float:
@@ -112,7 +112,7 @@ def save_clip_truth(path, videos: Iterable[dict]) -> Path:
     ``scene`` (0) and ``distractor`` ((clips,) of 0/1, default zeros). Read back with
     :func:`load_clip_truth`.
     """
-    from .io import atomic_write
+    from pipeline.common.io import atomic_write
     vids = [dict(v, clip_labels=np.asarray(v["clip_labels"], np.uint8).ravel()) for v in videos]
     if not vids:
         raise ValueError(f"{path}: no videos to write clip truth for")

@@ -2,7 +2,7 @@
 
 Each rank takes a disjoint shard, longest videos first, balanced greedily by estimated frame
 count; all ranks append to the same manifest under a file lock. Every video goes through
-``pipeline.jobs.VideoJob``, as with the Ray backend (``pipeline.raybackend``).
+``pipeline.features.jobs.VideoJob``, as with the Ray backend (``pipeline.features.raybackend``).
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from pipeline.decode import DecodePool
-from pipeline.featstore import finished_videos
-from pipeline.jobs import VideoJob, decode_cfg, find_inputs, new_counts, record_duplicates
-from pipeline.video import num_clips
+from pipeline.features.decode import DecodePool
+from pipeline.features.featstore import finished_videos
+from pipeline.features.jobs import VideoJob, decode_cfg, find_inputs, new_counts, record_duplicates
+from pipeline.features.video import num_clips
 
 log = logging.getLogger("pipeline.extract")
 
@@ -70,11 +70,11 @@ def shard(costs: Sequence[float], names: Sequence[str], rank: int, world: int) -
 
 
 def progress_bar(enabled: bool, **kw):
-    """None when not ``enabled``; else the commands' progress display (``pipeline.cli.progress_bar``:
+    """None when not ``enabled``; else the commands' progress display (``pipeline.common.cli.progress_bar``:
     a bar on a terminal, plain lines in a log)."""
     if not enabled:
         return None
-    from pipeline.cli import progress_bar as bar
+    from pipeline.common.cli import progress_bar as bar
     return bar(**kw)
 
 

@@ -6,7 +6,7 @@ Sources (:func:`classify`): a URL (``rtsp://``, ``rtmp://``, ``http(s)://``, ``u
 an open and a read timeout (PyAV's interrupt callback), RTSP over TCP; a device through FFmpeg's
 ``v4l2`` input.
 
-Frames (as ``pipeline.video.FrameStream``, so that the pixels equal offline extraction's): RGB24,
+Frames (as ``pipeline.features.video.FrameStream``, so that the pixels equal offline extraction's): RGB24,
 short side resized to ``short_side`` with libswscale bilinear in one ``reformat``, the output size
 fixed by a connection's first frame. Times are the frames' own presentation timestamps
 (``frame.time``, seconds on the stream's clock); a frame without one gets the previous time plus
@@ -44,7 +44,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .video import CLIP_LEN, resized_size
+from pipeline.features.video import CLIP_LEN, resized_size
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp")
 DEFAULT_OPEN_TIMEOUT = 10.0     # seconds to open a network source
@@ -100,12 +100,23 @@ def open_source(source: str, kind: str, open_timeout: float, stall_timeout: floa
     return av.open(source, format=fmt, options=options, timeout=(open_timeout, stall_timeout))
 
 
+#: Sources that a second, short connection does not disturb (a UDP port or a capture device is held
+#: by whoever opens it first, so those are not probed).
+PROBE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "srt://")
+
+
+def probe_safe(source: str) -> bool:
+    """True for a file or a server the reader connects to: opening it once more is harmless."""
+    return classify(source) == "file" or source.lower().startswith(PROBE_SCHEMES)
+
+
 def probe_frame_sizes(sources: Sequence[str], short_side: int, wait: float,
                       open_timeout: float = DEFAULT_OPEN_TIMEOUT) -> Dict[str, tuple]:
     """The (width, height) each source's frames will have after the resize, from its first frame:
     {source: (w, h)} for those that gave a frame within ``wait`` seconds (all probed at once, each in
     a thread of its own; a source that is silent, unreachable or unreadable is left out: its reader
-    reports it). Used to compile the network before the streams start."""
+    reports it; UDP and device sources are not probed, see :func:`probe_safe`). Used to compile the
+    network before the streams start."""
     found: Dict[str, tuple] = {}
 
     def probe(src: str) -> None:
@@ -117,7 +128,8 @@ def probe_frame_sizes(sources: Sequence[str], short_side: int, wait: float,
         except Exception:
             pass
 
-    threads = [threading.Thread(target=probe, args=(s,), daemon=True) for s in dict.fromkeys(sources)]
+    threads = [threading.Thread(target=probe, args=(s,), daemon=True) for s in dict.fromkeys(sources)
+               if probe_safe(s)]
     for t in threads:
         t.start()
     end = time.monotonic() + wait

@@ -5,7 +5,7 @@ Inception-I3D (inception).
 
 Used the same way by every backend (local decode workers, torchrun/SLURM ranks, Ray actors):
 uint8 clip batches go to the device, are cropped and normalised there and go through one forward
-for all crops (:meth:`FeatureExtractor.forward`, on the runtime of ``pipeline.runtimes``: torch,
+for all crops (:meth:`FeatureExtractor.forward`, on the runtime of ``pipeline.features.runtimes``: torch,
 onnxruntime or OpenVINO). Precision is fp32 unless bf16 is asked for: bf16 moves features by about
 0.3-1% (relative L2), so features meant to compare with public fp32 files stay fp32 by default.
 The runtime and precision are recorded in ``meta`` but are not extraction settings for detect and
@@ -17,10 +17,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from pipeline.decode import decode_messages
-from pipeline.runtimes import make_runner, resolve_runtime
-from pipeline.video import (CLIP_LEN, COVERAGE_CROPS, DEFAULT_GRID, NORMS, VideoError, clip_views, normalize,
-                            parse_grid, pool_regions, resolve_coverage)
+from pipeline.features.decode import decode_messages
+from pipeline.features.runtimes import make_runner, resolve_runtime
+from pipeline.features.video import (CLIP_LEN, COVERAGE_CROPS, DEFAULT_GRID, NORMS, VideoError, clip_views,
+                                     normalize, parse_grid, pool_regions, resolve_coverage)
 
 FEATURE_DIM = 2048  # the default profile's width; per profile: FeatureExtractor.feature_dim
 PRECISIONS = ("fp32", "bf16")
@@ -31,7 +31,7 @@ def resolve_precision(precision: Optional[str], device_type: str) -> str:
     and on a CPU with native bf16 (avx512_bf16 / AMX), else fp32 (what ``pipeline.watch`` uses)."""
     precision = precision or "fp32"
     if precision == "auto":
-        from pipeline.runtimes import cpu_has_bf16
+        from pipeline.features.runtimes import cpu_has_bf16
         return "bf16" if device_type != "cpu" or cpu_has_bf16() else "fp32"
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be fp32, bf16 or auto, not {precision!r}")
@@ -78,7 +78,7 @@ class FeatureExtractor:
         batch_size: clips per forward (each with all its crops).
         dtype: output dtype, "float32" or "float16".
         precision: "fp32", "bf16" or "auto" (bf16 where the device has it natively); None: fp32.
-        runtime: "auto", "torch", "onnxruntime" or "openvino" (pipeline.runtimes); None: auto.
+        runtime: "auto", "torch", "onnxruntime" or "openvino" (pipeline.features.runtimes); None: auto.
         channels_last: use torch.channels_last_3d (None: yes; also faster on CPU here).
         threads: decoder threads for ``extract`` (0: FFmpeg's choice).
     """
@@ -91,7 +91,7 @@ class FeatureExtractor:
                  precision: Optional[str] = None, channels_last: Optional[bool] = None,
                  seed: int = 0, threads: int = 0, runtime: Optional[str] = None):
         import torch
-        from pipeline.i3d import PROFILES, load_i3d, profile_norm
+        from pipeline.features.i3d import PROFILES, load_i3d, profile_norm
 
         coverage = resolve_coverage(coverage, crops)
         self.grid = parse_grid(grid if isinstance(grid, str) else "x".join(map(str, grid))) \
@@ -178,7 +178,7 @@ class FeatureExtractor:
     def forward(self, x):
         """The network on normalised clips, on this extractor's runtime and precision:
         (N, 3, T, H, W) float32 tensor -> (N, D) float32 tensor (coverage grid: the feature map
-        (N, D, t, h, w) that :func:`pipeline.video.pool_regions` pools)."""
+        (N, D, t, h, w) that :func:`pipeline.features.video.pool_regions` pools)."""
         import torch
 
         if self.runner.takes_uint8:

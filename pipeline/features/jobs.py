@@ -6,8 +6,8 @@
   streamed into the temp ``.npy`` -> manifest row appended -> file committed (renamed). A failure
   (bad video, decode error, CUDA OOM, disk full) fails this video only and is recorded.
 
-Backends differ only in how they schedule these calls (``pipeline.backends``,
-``pipeline.raybackend``).
+Backends differ only in how they schedule these calls (``pipeline.features.backends``,
+``pipeline.features.raybackend``).
 """
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from pipeline.decode import decode_messages
-from pipeline.featstore import NpyStreamWriter, append_manifest, make_row
-from pipeline.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoError, find_keyed_videos, find_videos, probe
+from pipeline.features.decode import decode_messages
+from pipeline.features.featstore import NpyStreamWriter, append_manifest, make_row
+from pipeline.features.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoError, find_keyed_videos,
+                                     find_videos, probe)
 
 log = logging.getLogger("pipeline.extract")
 
@@ -47,7 +48,7 @@ def list_videos(inputs: Sequence[Path]) -> List[Path]:
 def find_inputs(inputs: Sequence[Path]) -> Tuple[List[Path], List[str], List[Tuple[Path, str, Path]], List[float]]:
     """(videos with distinct keys, their keys, duplicates (video, key, first video with that key),
     estimated frames). A key is the video's path relative to its input folder without extension
-    (:func:`pipeline.video.video_key`): ``cam1/x`` and ``cam2/x`` never collide; only the same key
+    (:func:`pipeline.features.video.video_key`): ``cam1/x`` and ``cam2/x`` never collide; only the same key
     from two inputs does (two files ``a/x.mp4 b/x.mp4`` given one by one).
 
     Raises FileNotFoundError for a missing input and ValueError when no video is found.
@@ -185,7 +186,7 @@ def extract_video(extractor, meta: Dict[str, Any], video: Path, out_dir: Path, r
     """Extract one video into ``out_dir/<key>.npy`` and return its manifest row (status
     ok/partial/failed).
 
-    ``messages``: the video's decode messages (default: decoded here, see pipeline.decode).
+    ``messages``: the video's decode messages (default: decoded here, see pipeline.features.decode).
     """
     if messages is None:
         messages = decode_messages(0, str(video), decode_cfg(extractor, image_fps))

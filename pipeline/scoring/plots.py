@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .io import atomic_write
+from pipeline.common.io import atomic_write
 
 GT_COLOUR = "#d62728"        # red, as in Fig. 3
 DETECT_COLOUR = "#ff7f0e"    # orange
@@ -44,7 +44,7 @@ def draw_score_curve(ax, scores: np.ndarray, fps: float | None = None, gt: Seque
     scores = np.asarray(scores, dtype=np.float64)                        # (F,)
     unit = float(fps) if fps and fps > 0 else 1.0
     if times is not None and len(times) == len(scores) and len(scores):
-        from .timeline import frame_ends
+        from pipeline.scoring.timeline import frame_ends
         start = np.asarray(times, np.float64)
         t = np.append(start, frame_ends(start, unit)[-1])                # frame edges (s)
     else:

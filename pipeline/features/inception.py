@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline.i3d import KNOWN_SHA256, NumpyOnlyUnpickler, WeightsError, sha256_file
+from pipeline.features.weights import KNOWN_SHA256, NumpyOnlyUnpickler, WeightsError, sha256_file
 
 FEATURE_DIM = 1024
 NUM_CLASSES = 400
@@ -363,7 +363,7 @@ def load_inception(weights: Optional[os.PathLike] = None, random_init: bool = Fa
     """Inception-I3D with weights: ``weights``, else :func:`find_weights`; or random (``seed``).
 
     The published file (by name) must have its published sha256; another file is accepted and its
-    sha256 recorded. Returns (model, meta) like :func:`pipeline.i3d.load_i3d`.
+    sha256 recorded. Returns (model, meta) like :func:`pipeline.features.i3d.load_i3d`.
     """
     if random_init and weights is not None:
         raise WeightsError("--random-init and --weights are exclusive")

@@ -6,7 +6,7 @@ The lower layer under :mod:`pipeline.detect` (which writes these files) and :mod
 
 Times: frame ``i`` is at ``times[i]`` seconds, the frame's own presentation time measured from the
 first frame. A constant-rate video has ``times[i] = i / fps``; a variable-rate one keeps what its
-timestamps say (``pipeline.decode`` records them). A frame lasts until the next one starts; the last
+timestamps say (``pipeline.features.decode`` records them). A frame lasts until the next one starts; the last
 one for the previous step (or ``1 / fps``).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .metrics import CLIP_LEN
+from pipeline.common.metrics import CLIP_LEN
 
 #: The interval rule's defaults (detect, watch and the review page use them).
 DEFAULT_THRESHOLD = 0.5

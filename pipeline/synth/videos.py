@@ -19,7 +19,7 @@ Normal videos (and abnormal ones, outside their anomalies) may hold mild *benign
 detector must not flag: a dim object gliding slowly through, or a gentle change of lighting.
 
 Ground truth is a list of ``(start, end)`` 0-based frame intervals with an inclusive end (the
-convention of :mod:`pipeline.data`). :func:`write_ucf_dataset` lays out a UCF-Crime-style data
+convention of :mod:`pipeline.model.data`). :func:`write_ucf_dataset` lays out a UCF-Crime-style data
 root that ``pipeline.extract`` / ``train`` / ``evaluate`` read unchanged: ``videos/<Class>/<Name>.mp4``,
 the official split files ``Anomaly_Train.txt`` / ``Anomaly_Test.txt`` (``Class/Name_x264.mp4``
 lines) and the official ``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write_json, atomic_write_text
+from pipeline.common.io import atomic_write_json, atomic_write_text
 
 ANOMALY_KINDS = {"flash": "Explosion", "shake": "Fighting", "fast_object": "RoadAccidents"}
 BENIGN_KINDS = ("slow_object", "lighting")
@@ -302,7 +302,7 @@ def write_ucf_dataset(root: str | Path, n_train_normal: int, n_train_abnormal: i
     Abnormal videos cycle through ``kinds`` (default: all anomaly kinds). Returns the plan (also saved as
     ``synthvideo.json``): per video its name, split, class, label, frames, fps, events and path.
     """
-    from .cli import progress as progress_of
+    from pipeline.common.cli import progress as progress_of
 
     root = Path(root)
     rng = np.random.default_rng(seed)

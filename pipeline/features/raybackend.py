@@ -1,7 +1,7 @@
 """Stage 1 on a Ray cluster: ``python -m pipeline.extract videos/ --backend ray [--address auto]``.
 
 Ray actors each hold the I3D model once (one GPU per actor when the cluster has GPUs, else one
-CPU) and run the same per-video function as the local backend (``pipeline.jobs.extract_video``:
+CPU) and run the same per-video function as the local backend (``pipeline.features.jobs.extract_video``:
 decode in the actor, features streamed to the temp file, manifest row, atomic rename). The
 driver plans the run exactly as the local backend does (one output name per video key, finished
 videos skipped, the settings check that refuses mixing runs), then hands videos out longest
@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from pipeline.backends import progress_bar, shard
-from pipeline.featstore import (SETTING_KEYS, SettingsMismatch, append_manifest, finished_videos,
-                                make_row, stale_temp_files)
-from pipeline.jobs import find_inputs, new_counts, record_duplicates
+from pipeline.features.backends import progress_bar, shard
+from pipeline.features.featstore import (SETTING_KEYS, SettingsMismatch, append_manifest, finished_videos,
+                                         make_row, stale_temp_files)
+from pipeline.features.jobs import find_inputs, new_counts, record_duplicates
 
 log = logging.getLogger("pipeline.extract")
 
@@ -70,7 +70,7 @@ class ExtractActor:
                  decode_workers: int = 0, image_fps: Optional[float] = None):
         logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                             format="%(levelname)s %(message)s")
-        from pipeline.extractor import FeatureExtractor
+        from pipeline.features.extractor import FeatureExtractor
 
         self.extractor = FeatureExtractor(**extractor_kwargs)
         self._meta = self.extractor.meta
@@ -87,8 +87,8 @@ class ExtractActor:
     def extract(self, path: str, key: Optional[str] = None) -> Dict[str, Any]:
         """One video -> its manifest row. With decode workers the video is decoded in a child
         process (which dies with the actor) while this process runs the model: the two overlap."""
-        from pipeline.decode import DecodePool
-        from pipeline.jobs import decode_cfg, extract_video
+        from pipeline.features.decode import DecodePool
+        from pipeline.features.jobs import decode_cfg, extract_video
 
         messages = None
         if self.decode_workers > 0:
@@ -111,7 +111,7 @@ def run_ray(inputs: Sequence[Path], out_dir: Path, extractor_kwargs: Dict[str, A
     extractor actors (default: one per GPU of the cluster, else one per CPU). decode_workers:
     decode processes per actor (default: 1 with GPUs, overlapping decode and model; 0 without:
     decode in the actor); each actor asks Ray for 1 + decode_workers CPUs. Returns the counts
-    of ``pipeline.backends.run``; raises SettingsMismatch, ValueError, RayUnavailable.
+    of ``pipeline.features.backends.run``; raises SettingsMismatch, ValueError, RayUnavailable.
     check_meta: called with the actors' extractor meta before any video is handed out (e.g.
     detect's check against the checkpoint's record); what it raises ends the run.
     """
