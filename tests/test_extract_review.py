@@ -201,7 +201,7 @@ def test_inputs_and_out_checked_before_the_weights(two, tmp_path, caplog):
 
 def test_no_torch_jit_warning(tmp_path):
     """Item 11: fvcore's torch.jit.script FutureWarning is silenced where it is raised."""
-    code = "from pipeline.i3d import build_i3d; build_i3d('32x2')"
+    code = "from pipeline.features.i3d import build_i3d; build_i3d('32x2')"
     r = subprocess.run([sys.executable, "-W", "always", "-c", code], env=_env(), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
