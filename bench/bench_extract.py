@@ -99,7 +99,7 @@ def bench_e2e(tmp: Path, model_rate: float, n_videos: int = 4, frames: int = 400
 def _tree_mem_kb(pid: int):
     """(RSS, PSS) of a process and all its descendants (kB), from /proc.
 
-    Summed RSS counts pages shared by the forked decode worker twice; PSS splits them.
+    Summed RSS counts pages shared between processes (libraries) twice; PSS splits them.
     """
     total, pss, todo = 0, 0, [pid]
     while todo:

@@ -107,8 +107,7 @@ def run(inputs: Sequence[Path], out_dir: Path, extractor, *, workers: int = 2,
     est_clips = {i: num_clips(int(costs[i]), extractor.tail) for i in todo}
     cfg = decode_cfg(extractor, image_fps, threads=extractor.threads or
                      (max(1, (os.cpu_count() or 2) // max(1, workers)) if workers else 0))
-    source = DecodePool([str(v) for v in uniq], todo, cfg, workers, queue_size or max(4, 2 * workers + 2),
-                        fork_safe=getattr(extractor, "runtime", "torch") == "torch")
+    source = DecodePool([str(v) for v in uniq], todo, cfg, workers, queue_size or max(4, 2 * workers + 2))
     overall = progress_bar(progress, total=sum(est_clips.values()) or None, unit="clip",
                            desc=f"rank {rank}" if world > 1 else "all videos", position=0,
                            dynamic_ncols=True)

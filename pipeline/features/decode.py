@@ -10,6 +10,7 @@ on the queues, so a main process killed by SIGTERM or SIGKILL leaves no worker b
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import queue
@@ -17,10 +18,16 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Sequence
+from typing import Any, Dict, Iterator, List, Sequence
 
 from pipeline.features.video import (CLIP_LEN, DEFAULT_IMAGE_FPS, FrameStream, VideoError, iter_clip_batches,
                                      iter_clips)
+
+log = logging.getLogger("pipeline.extract")
+
+#: Seconds without a message from any decode worker after which the workers count as stuck (a clip
+#: batch takes well under a second to decode; a slow disk or a huge frame a few seconds).
+STALL_S = 300.0
 
 #: A decode stopping before this fraction of the frames the header announces is a truncated file.
 TRUNCATED_BELOW = 0.9
@@ -163,26 +170,51 @@ class DecodePool:
 
     Worker processes feed a bounded queue (``queue_size`` messages), so decoding runs ahead of
     the model by at most that many clip batches. A worker that dies (crash in FFmpeg, OOM kill)
-    fails its current video and is replaced.
+    fails its current video and is replaced. Nothing waits forever: when no worker sends anything
+    for ``stall_s`` seconds, the workers are stopped, the videos they were decoding fail with that
+    reason, and the videos not started yet are decoded in this process; the same happens when the
+    operating system refuses to start a worker (fork or spawn failing).
 
-    ``fork_safe``: False when this process runs threads that a forked child would inherit locked
-    (OpenVINO's and onnxruntime's thread pools: a forked decode worker then hangs on a futex);
-    workers are then spawned (a fresh interpreter, ~1 s to start) instead of forked.
+    Workers are spawned (a fresh interpreter: 0.2 s and 30 MB to import what a worker needs), never
+    forked: a child forked from this process inherits the locks of its threads (the network
+    runtime's thread pools, FFmpeg's) held by threads that do not exist in the child. Forked
+    workers hung that way behind OpenVINO and onnxruntime, and with PyAV 18.1.1 behind this
+    process's own earlier decoding (in ``frame.reformat``) even on the torch runtime.
     """
 
     def __init__(self, paths: Sequence[str], order: Sequence[int], cfg: Dict[str, Any],
-                 workers: int, queue_size: int, fork_safe: bool = True):
+                 workers: int, queue_size: int, stall_s: float = STALL_S):
         self.paths, self.order, self.cfg, self.workers = list(paths), list(order), cfg, workers
         self.queue_size = queue_size
-        self.fork_safe = fork_safe
+        self.stall_s = stall_s
         self.procs: Dict[int, Any] = {}
+        self.warnings: List[str] = []   # why the pool fell back to decoding in this process
 
     def __iter__(self) -> Iterator[tuple]:
         if self.workers <= 0:
-            for vid in self.order:
-                yield from decode_messages(vid, self.paths[vid], self.cfg)
+            yield from self._in_process(self.order)
             return
-        ctx = mp.get_context("fork" if sys.platform.startswith("linux") and self.fork_safe else "spawn")
+        try:
+            yield from self._with_workers()
+        finally:
+            self.close()
+
+    def _in_process(self, order: Sequence[int]) -> Iterator[tuple]:
+        for vid in order:
+            yield from decode_messages(vid, self.paths[vid], self.cfg)
+
+    def _fall_back(self, why: str, remaining: set, current: Dict[int, int]) -> Iterator[tuple]:
+        """Stop the workers; fail the videos they had begun; decode the others in this process."""
+        self.warnings.append(why)
+        log.warning("%s: decoding the remaining videos in this process", why)
+        self.close()
+        begun = set(current.values()) & remaining
+        for vid in sorted(begun, key=self.order.index):
+            yield ("error", vid, f"{self.paths[vid]}: {why}")
+        yield from self._in_process([v for v in self.order if v in remaining - begun])
+
+    def _with_workers(self) -> Iterator[tuple]:
+        ctx = mp.get_context("spawn")
         tasks = ctx.Queue()
         out = ctx.Queue(maxsize=self.queue_size)
         for vid in self.order:
@@ -191,57 +223,72 @@ class DecodePool:
         for _ in range(nworkers):
             tasks.put(None)
         parent = os.getpid()
+        current: Dict[int, int] = {}      # worker -> video it decodes
+        remaining = set(self.order)       # videos without a final message yet
+        done_workers = set()
 
-        def start(wid: int):
+        def start(wid: int) -> None:
             p = ctx.Process(target=_worker_main, args=(wid, parent, self.paths, tasks, out, self.cfg),
                             daemon=True, name=f"decode-{wid}")
             p.start()
             self.procs[wid] = p
 
-        for wid in range(nworkers):
-            start(wid)
-        current: Dict[int, int] = {}      # worker -> video it decodes
-        remaining = set(self.order)       # videos without a final message yet
-        done_workers = set()
         try:
-            while remaining:
-                try:
-                    msg = out.get(timeout=1.0)
-                except queue.Empty:
-                    for wid, p in list(self.procs.items()):
-                        if wid in done_workers or p.is_alive():
-                            continue
-                        vid = current.pop(wid, None)
-                        if vid is not None and vid in remaining:
-                            remaining.discard(vid)
-                            yield ("error", vid, f"{self.paths[vid]}: decoder process died "
-                                                 f"(exit code {p.exitcode})")
-                        done_workers.add(wid)
-                        if remaining and not tasks.empty():
+            for wid in range(nworkers):
+                start(wid)
+        except OSError as exc:
+            yield from self._fall_back(f"could not start a decode worker ({exc})", remaining, current)
+            return
+        last_message = time.monotonic()
+        while remaining:
+            try:
+                msg = out.get(timeout=1.0)
+            except queue.Empty:
+                if time.monotonic() - last_message > self.stall_s:
+                    yield from self._fall_back(f"decode workers sent nothing for {self.stall_s:.0f} s "
+                                               f"(stuck)", remaining, current)
+                    return
+                for wid, p in list(self.procs.items()):
+                    if wid in done_workers or p.is_alive():
+                        continue
+                    vid = current.pop(wid, None)
+                    if vid is not None and vid in remaining:
+                        remaining.discard(vid)
+                        yield ("error", vid, f"{self.paths[vid]}: decoder process died "
+                                             f"(exit code {p.exitcode})")
+                    done_workers.add(wid)
+                    if remaining and not tasks.empty():
+                        try:
                             start(max(self.procs) + 1)
-                    if all(not p.is_alive() for p in self.procs.values()) and out.empty():
-                        for vid in sorted(remaining):
-                            yield ("error", vid, f"{self.paths[vid]}: never decoded "
-                                                 f"(decoder processes exited)")
-                        remaining.clear()
-                    continue
-                kind, vid, payload = msg
-                if kind == "start":
-                    current[payload] = vid
-                    continue
-                if kind == "worker-done":
-                    done_workers.add(payload)
-                    continue
-                if kind in ("end", "error"):
-                    remaining.discard(vid)
-                    current = {w: v for w, v in current.items() if v != vid}
-                yield msg
-        finally:
-            self.close()
+                        except OSError as exc:
+                            yield from self._fall_back(f"could not start a decode worker ({exc})",
+                                                       remaining, current)
+                            return
+                if all(not p.is_alive() for p in self.procs.values()) and out.empty():
+                    for vid in sorted(remaining):
+                        yield ("error", vid, f"{self.paths[vid]}: never decoded "
+                                             f"(decoder processes exited)")
+                    remaining.clear()
+                continue
+            last_message = time.monotonic()
+            kind, vid, payload = msg
+            if kind == "start":
+                current[payload] = vid
+                continue
+            if kind == "worker-done":
+                done_workers.add(payload)
+                continue
+            if kind in ("end", "error"):
+                remaining.discard(vid)
+                current = {w: v for w, v in current.items() if v != vid}
+            yield msg
 
     def close(self) -> None:
         for p in self.procs.values():
             p.join(timeout=0.5)
             if p.is_alive():
                 p.terminate()
+                p.join(timeout=2)
+            if p.is_alive():   # a worker stuck with SIGTERM blocked
+                p.kill()
                 p.join(timeout=2)

@@ -93,8 +93,7 @@ class ExtractActor:
         messages = None
         if self.decode_workers > 0:
             cfg = decode_cfg(self.extractor, self.image_fps, threads=self.extractor.threads or self.decode_workers)
-            messages = iter(DecodePool([path], [0], cfg, 1, queue_size=4,
-                                       fork_safe=self.extractor.runtime == "torch"))
+            messages = iter(DecodePool([path], [0], cfg, 1, queue_size=4))
         return extract_video(self.extractor, self._meta, Path(path), self.out_dir, messages=messages,
                              key=key, image_fps=self.image_fps)
 
