@@ -76,6 +76,8 @@ CONFIGS = {
     "defaults": ("defaults (the graph backbone)", ""),
     "literal": ("--paper-literal", "--paper-literal"),
     "mil": ("plain MIL", "--adjacency none"),
+    "median": ("issue 22's first centring: video median, no smoothing", "--centre median --smooth 1"),
+    "nosmooth": ("defaults without test-time smoothing", "--smooth 1"),
     "bc": ("+ L_bc (eq. 1)", "--bc"),
     "full": ("+ L_bc + eq. 4-5 (the paper's parts)", "--bc --bcg"),
     "ones": ("control: eq. 5 on every abnormal segment", "--bc --bcg --pseudo-labels ones"),

@@ -43,7 +43,7 @@ from pipeline.model.training import CLUSTER_CENTERS, CLUSTER_LAYERS, LITERAL_KEE
 from pipeline.model import data as D
 from pipeline.common.cli import HelpFormatter, check_device, run_cli
 from pipeline.model.clustering import CROSS_BATCH_WAYS, PSEUDO_LABELS, PSEUDO_RULES
-from pipeline.model.network import ADJACENCIES, GRAPH_FEATURES, PROXIMITIES, SIMILARITIES, VIEWS
+from pipeline.model.network import ADJACENCIES, CENTRES, GRAPH_FEATURES, PROXIMITIES, SIMILARITIES, VIEWS
 
 def literal_flags() -> str:
     """PAPER_LITERAL as command-line flags (booleans as --x / --no-x)."""
@@ -146,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give the network each segment beside its deviation from its own video's median "
                         "(ours; the deviation localises, the absolute part keeps wholly anomalous videos); "
                         "--no-video-centre: the features alone, as the paper")
+    p.add_argument("--centre", choices=CENTRES, default=d.centre,
+                   help="the reference state of --video-centre: 'normal' = the mean of the --normal-share of the "
+                        "video's segments that look most like the training normal videos (its most normal "
+                        "moments, also where an anomaly fills half the video); 'median': the video's median "
+                        "(default: normal; README 'Choices', issue 22)")
+    p.add_argument("--normal-share", type=float, default=d.normal_share, metavar="F",
+                   help="--centre normal: the share of a video's segments averaged into its reference "
+                        "(at least one segment; default %(default)s)")
+    p.add_argument("--smooth", type=int, default=d.smooth, metavar="CLIPS",
+                   help="at test (evaluate, detect, watch), each clip's score is the mean of this many clips "
+                        "centred on it (odd; 1 = off; default %(default)s). Stored in the checkpoint")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=d.standardize,
                    help="z-score each feature dimension with the training videos' statistics (stored in the "
                         "model, so evaluate and detect apply them); without it raw I3D-like features train "

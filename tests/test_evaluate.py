@@ -69,7 +69,10 @@ def test_crops_are_scored_separately_and_averaged(trained):
     feats = np.random.default_rng(0).random((9, 3, 256), dtype=np.float32)
     with torch.no_grad():
         per_crop = [model(torch.from_numpy(feats[:, c][None]))["scores"][0].numpy() for c in range(3)]
-    assert np.allclose(checkpoint.score_clips(model, feats), np.mean(per_crop, 0), atol=1e-6)
+    from pipeline.model.network import moving_mean
+    want = moving_mean(torch.from_numpy(np.mean(per_crop, 0)), model.smooth).numpy()   # then smoothed
+    assert model.smooth == 3
+    assert np.allclose(checkpoint.score_clips(model, feats), want, atol=1e-6)
 
 
 def test_checkpoint_resolution_prefers_validation_selected(tmp_path, trained):

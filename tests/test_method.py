@@ -291,6 +291,46 @@ def test_video_centred_input_by_hand():
     assert torch.equal(video_centred_input(x), want)
 
 
+def test_normal_reference_by_hand():
+    """The mean of the share of segments nearest the normals' mean, in their z-space."""
+    from pipeline.model.network import normal_reference, video_centred_input
+    x = torch.tensor([[[0.0, 0.0], [4.0, 2.0], [1.0, 0.0], [9.0, 9.0]]])   # (1, T=4, D=2)
+    mean, std = torch.tensor([1.0, 0.0]), torch.tensor([1.0, 2.0])
+    # squared z-distances: (1 + 0), (9 + 1), (0 + 0), (64 + 20.25) -> nearest: segment 2, then 0
+    assert torch.equal(normal_reference(x, mean, std, 0.25), torch.tensor([[[1.0, 0.0]]]))   # k = 1
+    assert torch.equal(normal_reference(x, mean, std, 0.5), torch.tensor([[[0.5, 0.0]]]))    # k = 2
+    assert torch.equal(normal_reference(x, mean, std, 0.01), torch.tensor([[[1.0, 0.0]]]))   # at least one
+    ref = normal_reference(x, mean, std, 0.5)
+    assert torch.equal(video_centred_input(x, ref)[0, 3], torch.tensor([9.0, 9.0, 8.5, 9.0]))
+
+
+def test_moving_mean_by_hand():
+    from pipeline.model.network import moving_mean
+    s = torch.tensor([0.0, 0.0, 0.9, 0.3, 0.0])
+    want = torch.tensor([0.0, 0.3, 0.4, 0.4, 0.15])      # (0+0)/2, (0+0+.9)/3, (0+.9+.3)/3, (.9+.3+0)/3, (.3+0)/2
+    assert torch.allclose(moving_mean(s, 3), want)
+    assert torch.equal(moving_mean(s, 1), s)
+    assert torch.allclose(moving_mean(s, 5)[2], s.mean())
+    assert torch.equal(moving_mean(torch.tensor([0.7]), 3), torch.tensor([0.7]))
+
+
+def test_normal_centring_and_smoothing_in_the_model():
+    """centre='normal' uses its buffers (set by training, kept in the state dict); clip_scores smooths."""
+    from pipeline.model.network import build_model, moving_mean
+    torch.manual_seed(0)
+    m = build_model(dict(video_centre=True, centre="normal", normal_share=0.5, smooth=3, adjacency="none"), 3).eval()
+    assert "normal_mean" in m.state_dict() and "normal_std" in m.state_dict()
+    old = build_model(dict(video_centre=True, adjacency="none"), 3)                 # a checkpoint from before
+    assert old.centre == "median" and old.smooth == 1 and "normal_mean" not in old.state_dict()
+    x = torch.randn(1, 6, 3)                                                        # (V, T, D)
+    raw = m.forward_views(x[None])["scores"][0]
+    assert torch.allclose(m.clip_scores(x), moving_mean(raw, 3))
+    m.normal_mean.fill_(5.0)
+    assert not torch.allclose(m.forward_views(x[None])["scores"][0], raw)           # the reference moved
+    with pytest.raises(ValueError, match="odd"):
+        build_model(dict(smooth=2), 3)
+
+
 def test_pool_regions_by_hand():
     from pipeline.features.video import pool_regions
     fmap = torch.arange(16.0).reshape(1, 1, 1, 4, 4)                      # one channel, one time step

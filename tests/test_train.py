@@ -49,6 +49,10 @@ def test_cli_writes_a_run(root, tmp_path):
     assert ckpt["epoch"] == 2 and ckpt["in_dim"] == 256 and ckpt["config"]["cluster_layer"] == "fc"
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["T"] == 16 and cfg["n_train"] == 12 and cfg["cross_batch"] == "1"
+    # the default centring: the training normal videos' statistics travel in the checkpoint
+    assert (ckpt["config"]["centre"], ckpt["config"]["smooth"]) == ("normal", 3)
+    std = ckpt["model"]["normal_std"]
+    assert std.shape == (256,) and bool((std > 0).all()) and not torch.equal(std, torch.ones(256))
 
 
 def test_refuses_to_overwrite_a_run(root, tmp_path, capsys):
@@ -228,6 +232,8 @@ def test_extractor_seed_only_matters_for_random_weights(tmp_path):
     (["--mu", "0"], "--mu must be a positive number"),
     (["--kmeans-iters", "0"], "--kmeans-iters must be at least 1"),
     (["--lambda1", "-0.1"], "--lambda1 must be >= 0"),
+    (["--smooth", "2"], "--smooth must be an odd number >= 1"),
+    (["--normal-share", "0"], "--normal-share must be in (0, 1]"),
 ])
 def test_nonsense_flags_are_refused_before_any_work(root, tmp_path, capsys, flags, message):
     assert run(root, tmp_path / "run", *flags) == 2

@@ -57,21 +57,52 @@ ADJACENCIES = ("learned", "sum", "similarity", "proximity", "none")
 #: random view per video in training, probabilities averaged at test: RTFM's crops), "max" (every
 #: view scored, the segment's score the most anomalous view's: regions of one frame, spatial MIL).
 VIEWS = ("sample", "max")
+#: The reference state of --video-centre: "normal" (:func:`normal_reference`), "median" (issue 22's first).
+CENTRES = ("normal", "median")
 SIMILARITIES = ("centred", "hlnet")
 PROXIMITIES = ("gated", "plain")
 GRAPH_FEATURES = ("input", "fc")
 
 
-def video_centred_input(x: torch.Tensor) -> torch.Tensor:
+def video_centred_input(x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
     """Each segment beside its deviation from its own video's typical state (ours):
-    x (B, T, D) -> (B, T, 2D) = [x, x - median_t(x)], the median over the video's T segments.
+    x (B, T, D) -> (B, T, 2D) = [x, x - ref], ref (B, 1, D) the video's reference state: given
+    (:func:`normal_reference`), else the median over the video's T segments.
 
     The deviation is what changes inside a video (an object entering a region); the absolute part
     keeps what a wholly anomalous video has everywhere. Without it the network can score a video by
     its look alone (a crowded or dark recording) and paint every segment of it the same.
     """
-    med = torch.quantile(x, 0.5, dim=1, keepdim=True)              # (B, 1, D)
-    return torch.cat([x, x - med], dim=-1)                          # (B, T, 2D)
+    ref = torch.quantile(x, 0.5, dim=1, keepdim=True) if reference is None else reference   # (B, 1, D)
+    return torch.cat([x, x - ref], dim=-1)                          # (B, T, 2D)
+
+
+def normal_reference(x: torch.Tensor, normal_mean: torch.Tensor, normal_std: torch.Tensor,
+                     share: float) -> torch.Tensor:
+    """A video's most normal-looking state (ours, issue 22): the mean of the ``share`` of its
+    segments (at least one) nearest the training normal videos' mean, in their z-space.
+
+    x (B, T, D), normal_mean / normal_std (D,) -> (B, 1, D). Where an anomaly fills half a video the
+    median is half anomalous; the segments that look most like the normal videos are not, so the
+    deviation from them is large exactly where the anomaly is.
+    """
+    B, T, D = x.shape
+    d = (((x - normal_mean) / normal_std) ** 2).sum(-1)                    # (B, T) squared z-distance
+    k = min(T, max(1, int(round(share * T))))
+    idx = d.topk(k, dim=1, largest=False).indices                          # (B, k)
+    return torch.gather(x, 1, idx[..., None].expand(B, k, D)).mean(1, keepdim=True)   # (B, 1, D)
+
+
+def moving_mean(s: torch.Tensor, width: int) -> torch.Tensor:
+    """Test-time smoothing of one video's clip scores (ours, issue 22): s (T,) -> (T,), each clip
+    the mean of the ``width`` clips centred on it (odd width; fewer at the ends, never padded)."""
+    if width <= 1 or s.numel() < 2:
+        return s
+    h = width // 2
+    c = torch.cat([s.new_zeros(1), s.cumsum(0)])                            # (T + 1,)
+    i = torch.arange(s.numel(), device=s.device)
+    lo, hi = (i - h).clamp_min(0), (i + h + 1).clamp_max(s.numel())
+    return (c[hi] - c[lo]) / (hi - lo).to(s.dtype)
 
 
 def similarity_adjacency(x: torch.Tensor, threshold: float = 0.7) -> torch.Tensor:
@@ -181,8 +212,16 @@ class AnomalyGCN(nn.Module):
     def __init__(self, in_dim: int = 2048, fc_dim: int = 512, gcn_dims: tuple[int, int] = (128, 32),
                  dropout: float = 0.6, sim_threshold: float = 0.7, adjacency: str = "learned",
                  similarity: str = "centred", graph_features: str = "fc", proximity: str = "gated",
-                 residual: bool = True, video_centre: bool = False, views: str = "sample"):
+                 residual: bool = True, video_centre: bool = False, views: str = "sample",
+                 centre: str = "median", normal_share: float = 0.1, smooth: int = 1):
         super().__init__()
+        if centre not in CENTRES:
+            raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
+        if not 0 < normal_share <= 1:
+            raise ValueError(f"normal_share must be in (0, 1], got {normal_share}")
+        if smooth < 1 or smooth % 2 == 0:
+            raise ValueError(f"smooth must be an odd number of clips >= 1, got {smooth}")
+        self.centre, self.normal_share, self.smooth = centre, normal_share, smooth
         if views not in VIEWS:
             raise ValueError(f"views must be one of {VIEWS}, got {views!r}")
         self.views = views
@@ -205,6 +244,9 @@ class AnomalyGCN(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.register_buffer("feature_mean", torch.zeros(in_dim))
         self.register_buffer("feature_std", torch.ones(in_dim))
+        if video_centre and centre == "normal":   # set by training: its normal videos' statistics
+            self.register_buffer("normal_mean", torch.zeros(in_dim))
+            self.register_buffer("normal_std", torch.ones(in_dim))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         # x: (B, T, in_dim)
@@ -212,7 +254,9 @@ class AnomalyGCN(nn.Module):
             raise ValueError(f"expected features (B, T, {self.in_dim}), got {tuple(x.shape)}")
         x = (x - self.feature_mean) / self.feature_std
         if self.video_centre:
-            x = video_centred_input(x)                                       # (B, T, 2 in_dim)
+            ref = (normal_reference(x, self.normal_mean, self.normal_std, self.normal_share)
+                   if self.centre == "normal" else None)                    # (B, 1, in_dim) or median
+            x = video_centred_input(x, ref)                                  # (B, T, 2 in_dim)
         fc = F.relu(self.fc(x))                                             # (B, T, 512), before dropout
         src = x if self.graph_features == "input" else fc                   # never dropout-masked
         cos = centred_cosine(src) if self.similarity == "centred" or self.proximity == "gated" else None
@@ -250,8 +294,9 @@ class AnomalyGCN(nn.Module):
 
     @torch.no_grad()
     def clip_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """One video's clip scores: x (V, T, in_dim), its views -> (T,) by ``views``."""
-        return self.forward_views(x[None])["scores"][0]
+        """One video's clip scores: x (V, T, in_dim), its views -> (T,) by ``views``, smoothed over
+        ``smooth`` clips (:func:`moving_mean`)."""
+        return moving_mean(self.forward_views(x[None])["scores"][0], self.smooth)
 
 
 def build_model(config: dict, in_dim: int) -> AnomalyGCN:
@@ -267,6 +312,8 @@ def build_model(config: dict, in_dim: int) -> AnomalyGCN:
                       proximity=config.get("proximity", "plain"),
                       residual=config.get("residual", True),
                       video_centre=config.get("video_centre", False),
+                      centre=config.get("centre", "median"), normal_share=config.get("normal_share", 0.1),
+                      smooth=config.get("smooth", 1),
                       views={"auto": "sample"}.get(config.get("views"), config.get("views") or "sample"))
 
 

@@ -26,7 +26,7 @@ from pipeline.common.io import atomic_torch_save, atomic_write, atomic_write_jso
 from pipeline.model.losses import (batch_clustering_loss, centre_distance, kmax_k, kmax_loss,
                                    kmax_loss_logits, sparsity_loss, total_loss)
 from pipeline.common.metrics import video_level_auc
-from pipeline.model.network import GRAPH_FEATURES, PROXIMITIES, SIMILARITIES, VIEWS, AnomalyGCN, build_model
+from pipeline.model.network import CENTRES, GRAPH_FEATURES, PROXIMITIES, SIMILARITIES, VIEWS, AnomalyGCN, build_model
 from pipeline.features.video import coverage_of
 
 DEFAULT_T = {"ucf": 150, "sht": 100, "xd": 200}
@@ -37,7 +37,7 @@ CLUSTER_CENTERS = ("video", "none")
 PAPER_LITERAL = dict(similarity="hlnet", graph_features="input", proximity="plain", cluster_center="none",
                      pseudo_rule="cosine", normal_subspace=0, cluster_layer="gcn1", bcg_gate=0.0,
                      adjacency="sum", residual=False, standardize=False, bc=True, bcg=True,
-                     video_centre=False)
+                     video_centre=False, smooth=1)
 
 #: What --paper-literal cannot take from the paper, because the paper does not say (README).
 LITERAL_KEEPS = ("the two graphs summed with equal weights (the paper builds 'a global graph' from both and "
@@ -92,7 +92,13 @@ class TrainConfig:
                                        # the features' extractor record (README "Choices", issue 22)
     sparsity: float = 0.0              # (ours) weight of the mean score of abnormal videos (Sultani's sparsity)
     video_centre: bool = True          # (ours, Ped2 TEVAD split) each segment beside its deviation from
-                                       # its video's median, model.video_centred_input (issue 22)
+                                       # its video's reference state, model.video_centred_input (issue 22)
+    centre: str = "normal"             # (ours, issue 22) the reference: "normal" = the mean of the
+                                       # --normal-share of the video's segments nearest the training
+                                       # normals' mean (model.normal_reference); "median": the video's median
+    normal_share: float = 0.1          # (ours, issue 22, chosen on TEVAD: 0.1 > 0.25 > 0.5)
+    smooth: int = 3                    # (ours, issue 22) test-time mean of each clip's score with its
+                                       # neighbours, this many clips (model.moving_mean); 1 = off
     standardize: bool = True           # (ours) z-score inputs with training statistics (Ped2: +0.08 AUC, issue 15)
     cache: bool = True                 # keep the resampled training set in <data_root>/.pipeline_cache
     val_fraction: float = 0.0          # held-out share of training videos for model selection
@@ -116,12 +122,16 @@ class TrainConfig:
                                ("dropout", 0 <= c.dropout < 1, "in [0, 1)"),
                                ("lambda1", 0 <= c.lambda1 < math.inf, ">= 0"),
                                ("sparsity", 0 <= c.sparsity < math.inf, ">= 0"),
+                               ("normal_share", 0 < c.normal_share <= 1, "in (0, 1]"),
+                               ("smooth", c.smooth >= 1 and c.smooth % 2 == 1, "an odd number >= 1"),
                                ("mu", 0 < c.mu < math.inf, "a positive number"),
                                ("bcg_gate", 0 <= c.bcg_gate < math.inf, ">= 0 (0: always boost)"),
                                ("alpha", 0 < c.alpha < math.inf, "a positive number (the paper uses 1.0-1.5)"),
                                ("kmeans_iters", c.kmeans_iters >= 1, "at least 1")):
             if not ok:
                 raise ValueError(f"--{name.replace('_', '-')} must be {rule}, got {getattr(c, name)}")
+        if c.centre not in CENTRES:
+            raise ValueError(f"--centre must be one of {CENTRES}, got {c.centre!r}")
         if c.cluster_layer not in CLUSTER_LAYERS:
             raise ValueError(f"--cluster-layer must be one of {CLUSTER_LAYERS}")
         if c.normal_subspace < 0:
@@ -499,6 +509,18 @@ def standardize_inputs(model: AnomalyGCN, fs: FeatureSet, indices: list[int]) ->
     model.feature_std.copy_(std)
 
 
+def set_normal_statistics(model: AnomalyGCN, fs: FeatureSet, indices: list[int]) -> None:
+    """``--centre normal``: the training normal videos' per-dimension mean and std (after the input
+    standardisation) into the model's buffers, the z-space of ``network.normal_reference``."""
+    normal = [i for i in indices if int(fs.labels[i]) == 0]
+    if not normal:
+        raise ValueError("--centre normal needs normal training videos; none in the training split")
+    mean, std = feature_statistics((fs.feats[i].float() - model.feature_mean.float()) / model.feature_std.float()
+                                   for i in normal)                       # (D,), (D,)
+    model.normal_mean.copy_(mean)
+    model.normal_std.copy_(std)
+
+
 @torch.no_grad()
 def validate(model, fs: FeatureSet, indices: list[int], device: torch.device) -> dict:
     """Video-level criterion on held-out training videos: AUC of the mean of each video's
@@ -677,6 +699,8 @@ def train(cfg: TrainConfig) -> Path:
     model = model_from_config(cfg, in_dim)
     if cfg.standardize:
         standardize_inputs(model, fs, train_idx)
+    if cfg.video_centre and cfg.centre == "normal":
+        set_normal_statistics(model, fs, train_idx)
     model = model.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
                            lr=cfg.lr, weight_decay=cfg.weight_decay)
