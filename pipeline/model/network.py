@@ -248,11 +248,15 @@ class AnomalyGCN(nn.Module):
             self.register_buffer("normal_mean", torch.zeros(in_dim))
             self.register_buffer("normal_std", torch.ones(in_dim))
 
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """The input transform of ``--standardize``: x (..., in_dim) -> (x - mean) / std."""
+        return (x - self.feature_mean) / self.feature_std
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         # x: (B, T, in_dim)
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"expected features (B, T, {self.in_dim}), got {tuple(x.shape)}")
-        x = (x - self.feature_mean) / self.feature_std
+        x = self.standardize(x)
         if self.video_centre:
             ref = (normal_reference(x, self.normal_mean, self.normal_std, self.normal_share)
                    if self.centre == "normal" else None)                    # (B, 1, in_dim) or median

@@ -515,8 +515,7 @@ def set_normal_statistics(model: AnomalyGCN, fs: FeatureSet, indices: list[int])
     normal = [i for i in indices if int(fs.labels[i]) == 0]
     if not normal:
         raise ValueError("--centre normal needs normal training videos; none in the training split")
-    mean, std = feature_statistics((fs.feats[i].float() - model.feature_mean.float()) / model.feature_std.float()
-                                   for i in normal)                       # (D,), (D,)
+    mean, std = feature_statistics(model.standardize(fs.feats[i].float()) for i in normal)   # (D,), (D,)
     model.normal_mean.copy_(mean)
     model.normal_std.copy_(std)
 
